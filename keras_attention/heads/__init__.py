@@ -1,0 +1,3 @@
+"""Task heads: classification, language modelling and CTC."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Attention layers, position encodings, embeddings and Transformer blocks."""
+
+__all__ = []

@@ -1,0 +1,201 @@
+"""Backend-agnostic scaled dot-product attention on the (B, T, N, H) layout."""
+
+from keras import ops
+
+from keras_attention.ops.blocked_attention import blocked_dot_product_attention
+from keras_attention.ops.masks import causal_mask
+from keras_attention.ops.masks import mask_fill_value
+from keras_attention.ops.masks import merge_masks
+
+# Above this many logits per (batch, head) the plain path would hold a
+# (T, S) matrix larger than 4 MiB in float32 per head; the blocked path
+# keeps memory linear in S instead.
+AUTO_BLOCKED_MIN_LOGITS = 2048 * 2048
+
+IMPLEMENTATIONS = ("plain", "blocked")
+
+
+def dot_product_attention(
+    query,
+    key,
+    value,
+    mask=None,
+    bias=None,
+    is_causal=False,
+    scale=None,
+    implementation=None,
+    block_size=512,
+    return_attention_scores=False,
+):
+    """Scaled dot-product attention with grouped key/value heads.
+
+    Computes `softmax(query . key^T * scale + bias) . value` per head, with
+    the softmax in float32 whatever the input dtype. Rows where the mask
+    leaves nothing to attend to give zeros, never NaN.
+
+    Key and value may have fewer heads `K` than the query's `N` (grouped-query
+    attention; `K = 1` is multi-query attention): each key/value head serves
+    `G = N // K` consecutive query heads.
+
+    Two implementations give the same results: `"plain"` materializes the
+    `(B, N, T, S)` scores; `"blocked"` walks the keys in blocks of
+    `block_size` with an online softmax, so memory grows linearly with `S`,
+    and recomputes the blocks in the backward pass.
+
+    Args:
+        query: tensor `(B, T, N, H)`.
+        key: tensor `(B, S, K, H)`, `K` divides `N`.
+        value: tensor `(B, S, K, Hv)`.
+        mask: optional boolean tensor, True where attention is allowed:
+            `(B, T, S)` or broadcastable to `(B, N, T, S)`.
+        bias: optional additive tensor broadcastable to `(B, N, T, S)`
+            (rank 3 `(B, T, S)` is also accepted).
+        is_causal: bool. Query `t` only attends keys `s <= t`. Defaults to
+            `False`.
+        scale: float. Multiplies the logits. Defaults to `1 / sqrt(H)`.
+        implementation: `None`, `"plain"` or `"blocked"`. `None` picks the
+            blocked path when `T * S >= 2048 * 2048` and scores are not
+            requested. Defaults to `None`.
+        block_size: int. Keys per block on the blocked path. Defaults to `512`.
+        return_attention_scores: bool. Also return the `(B, N, T, S)`
+            attention probabilities (plain path only). Defaults to `False`.
+
+    Returns:
+        The attention output `(B, T, N, Hv)`, in the query's dtype; with
+        `return_attention_scores=True`, a tuple `(output, scores)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_attention.ops import dot_product_attention
+    >>> query = np.random.rand(2, 5, 8, 16).astype("float32")
+    >>> key = np.random.rand(2, 7, 2, 16).astype("float32")  # 2 key/value heads
+    >>> tuple(dot_product_attention(query, key, key).shape)
+    (2, 5, 8, 16)
+    """
+    query = ops.convert_to_tensor(query)
+    key = ops.convert_to_tensor(key, dtype=query.dtype)
+    value = ops.convert_to_tensor(value, dtype=query.dtype)
+    _validate_inputs(query, key, value)
+    if implementation not in (None,) + IMPLEMENTATIONS:
+        raise ValueError(
+            f"Unknown implementation: {implementation!r}. Expected one of "
+            f"{(None,) + IMPLEMENTATIONS}."
+        )
+    if scale is None:
+        scale = 1.0 / float(query.shape[-1]) ** 0.5
+    mask = _standardize_rank4("mask", mask, "bool")
+    bias = _standardize_rank4("bias", bias, None)
+    query_length, key_length = ops.shape(query)[1], ops.shape(key)[1]
+    if is_causal:
+        causal = ops.expand_dims(causal_mask(query_length, key_length), 1)
+        mask = merge_masks(mask, causal)  # [B|1, N|1, T, S]
+
+    if implementation is None:
+        long_enough = _static_product(query.shape[1], key.shape[1]) >= AUTO_BLOCKED_MIN_LOGITS
+        implementation = "blocked" if long_enough and not return_attention_scores else "plain"
+    if implementation == "blocked":
+        if return_attention_scores:
+            raise ValueError(
+                "`return_attention_scores=True` needs the (B, N, T, S) scores, "
+                "which the blocked implementation never holds. Pass "
+                "implementation='plain' (or None) to get the scores."
+            )
+        return blocked_dot_product_attention(
+            query, key, value, mask=mask, bias=bias, scale=scale, block_size=block_size
+        )
+    output, scores = _plain_attention(query, key, value, mask, bias, scale)
+    if return_attention_scores:
+        return output, scores
+    return output
+
+
+def _plain_attention(query, key, value, mask, bias, scale):
+    """Materialize the scores; returns `(output [B,T,N,Hv], scores [B,N,T,S])`."""
+    batch_size, query_length, num_heads, head_dim = ops.shape(query)
+    num_key_value_heads = ops.shape(key)[2]
+    groups = num_heads // num_key_value_heads
+    # Scale the query, not the logits: fewer multiplications, and the
+    # product stays in range in float16 (as keras.layers.MultiHeadAttention).
+    query = ops.multiply(query, ops.cast(scale, query.dtype))
+    query = ops.reshape(
+        query, (batch_size, query_length, num_key_value_heads, groups, head_dim)
+    )  # [B, T, K, G, H]
+    logits = ops.einsum("btkgh,bskh->bkgts", query, key)  # [B, K, G, T, S]
+    logits = ops.reshape(
+        logits, (batch_size, num_heads, query_length, ops.shape(key)[1])
+    )  # [B, N, T, S]
+    scores = _masked_softmax(logits, mask, bias)  # [B, N, T, S], float32
+    scores = ops.cast(scores, value.dtype)
+    grouped_scores = ops.reshape(
+        scores, (batch_size, num_key_value_heads, groups, query_length, -1)
+    )  # [B, K, G, T, S]
+    output = ops.einsum("bkgts,bskh->btkgh", grouped_scores, value)  # [B, T, K, G, Hv]
+    output = ops.reshape(
+        output, (batch_size, query_length, num_heads, ops.shape(value)[-1])
+    )  # [B, T, N, Hv]
+    return output, scores
+
+
+def _masked_softmax(logits, mask, bias):
+    """Softmax over the last axis in float32; fully masked rows give zeros."""
+    logits = ops.cast(logits, "float32")
+    if bias is not None:
+        logits = logits + ops.cast(bias, "float32")
+    if mask is None:
+        return ops.softmax(logits, axis=-1)
+    logits = ops.where(mask, logits, mask_fill_value("float32"))
+    scores = ops.softmax(logits, axis=-1)
+    # A row with no visible key would otherwise spread uniformly over padding.
+    has_visible_key = ops.any(mask, axis=-1, keepdims=True)
+    return ops.where(has_visible_key, scores, 0.0)
+
+
+def _standardize_rank4(name, tensor, dtype):
+    """Bring a mask or bias to rank 4 `(B|1, N|1, T|1, S)`."""
+    if tensor is None:
+        return None
+    tensor = ops.convert_to_tensor(tensor, dtype=dtype)
+    rank = len(tensor.shape)
+    if rank == 3:
+        return ops.expand_dims(tensor, 1)  # [B, 1, T, S]
+    if rank != 4:
+        raise ValueError(
+            f"`{name}` must have shape (B, T, S) or be broadcastable to "
+            f"(B, N, T, S). Received: {name}.shape={tuple(tensor.shape)}"
+        )
+    return tensor
+
+
+def _validate_inputs(query, key, value):
+    for name, tensor in (("query", query), ("key", key), ("value", value)):
+        if len(tensor.shape) != 4:
+            raise ValueError(
+                f"`{name}` must have rank 4 with layout (B, T, N, H). "
+                f"Received: {name}.shape={tuple(tensor.shape)}"
+            )
+    num_heads, num_key_value_heads = query.shape[2], key.shape[2]
+    if value.shape[2] != num_key_value_heads:
+        raise ValueError(
+            "`key` and `value` must have the same number of heads. Received: "
+            f"key.shape={tuple(key.shape)}, value.shape={tuple(value.shape)}"
+        )
+    if num_heads % num_key_value_heads != 0:
+        raise ValueError(
+            "The number of key/value heads must divide the number of query "
+            f"heads. Received: {num_key_value_heads} key/value heads for "
+            f"{num_heads} query heads (query.shape={tuple(query.shape)}, "
+            f"key.shape={tuple(key.shape)})"
+        )
+    if query.shape[-1] != key.shape[-1]:
+        raise ValueError(
+            "`query` and `key` must have the same head size H. Received: "
+            f"query.shape={tuple(query.shape)}, key.shape={tuple(key.shape)}"
+        )
+
+
+def _static_product(query_length, key_length):
+    """`T * S` when both are known at trace time, else 0 (use the plain path)."""
+    if query_length is None or key_length is None:
+        return 0
+    return query_length * key_length
