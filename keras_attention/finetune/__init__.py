@@ -1,5 +1,9 @@
 """Fine-tuning kit: learning-rate schedules, callbacks, LoRA and freezing."""
 
+from keras_attention.finetune.freezing import freeze
+from keras_attention.finetune.gradual_unfreezing import GradualUnfreezing
+from keras_attention.finetune.freezing import matching_layers
+from keras_attention.finetune.freezing import unfreeze
 from keras_attention.finetune.warmup_schedule import WarmupSchedule
 
-__all__ = ["WarmupSchedule"]
+__all__ = ["GradualUnfreezing", "WarmupSchedule", "freeze", "matching_layers", "unfreeze"]
