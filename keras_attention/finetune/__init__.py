@@ -1,9 +1,19 @@
 """Fine-tuning kit: learning-rate schedules, callbacks, LoRA and freezing."""
 
 from keras_attention.finetune.freezing import freeze
-from keras_attention.finetune.gradual_unfreezing import GradualUnfreezing
 from keras_attention.finetune.freezing import matching_layers
 from keras_attention.finetune.freezing import unfreeze
+from keras_attention.finetune.gradual_unfreezing import GradualUnfreezing
+from keras_attention.finetune.lora import apply_lora
+from keras_attention.finetune.lora import merge_lora
 from keras_attention.finetune.warmup_schedule import WarmupSchedule
 
-__all__ = ["GradualUnfreezing", "WarmupSchedule", "freeze", "matching_layers", "unfreeze"]
+__all__ = [
+    "GradualUnfreezing",
+    "WarmupSchedule",
+    "apply_lora",
+    "freeze",
+    "matching_layers",
+    "merge_lora",
+    "unfreeze",
+]

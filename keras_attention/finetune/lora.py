@@ -1,0 +1,135 @@
+"""Low-rank adapters (LoRA) on the projections of attention layers."""
+
+import fnmatch
+import os
+import tempfile
+
+import keras
+
+from keras_attention.finetune.freezing import matching_layers
+
+DEFAULT_TARGETS = ("query", "value")
+
+
+def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=()):
+    """Add LoRA adapters to the matching projections and freeze the rest.
+
+    Each matching `Dense` or `EinsumDense` layer (the `query` and `value`
+    projections of every `MultiHeadAttention`, ours or keras's, by default)
+    gets two trainable low-rank matrices `A (d_in, r)`, `B (r, d_out)`
+    through keras's own `enable_lora`; its kernel becomes
+    `W + (alpha / rank) * A @ B`, with `B` starting at zero so the model's
+    outputs are unchanged at first. Every other weight is frozen, except in
+    the layers matching `keep_trainable` (a new task head, say).
+
+    Args:
+        model: a built `keras.Model`.
+        rank: int. The rank `r` of the adapters.
+        alpha: float. Scale of the adapters' update. Defaults to `None`,
+            which means `rank` (a scale of 1).
+        targets: tuple of str. Layer names, or shell-style patterns on layer
+            paths (`"*encoder_1/*/query"`), of the projections to adapt.
+            Defaults to `("query", "value")`.
+        keep_trainable: tuple of str. Patterns of layers that keep training
+            in full. Defaults to `()`.
+
+    Returns:
+        The list of adapted layers.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_attention.finetune import apply_lora
+    >>> inputs = keras.Input((6, 16))
+    >>> x = keras.layers.MultiHeadAttention(2, 8)(inputs, inputs)
+    >>> outputs = keras.layers.Dense(3, name="head")(x)
+    >>> model = keras.Model(inputs, outputs)
+    >>> adapted = apply_lora(model, rank=4, keep_trainable=["head"])
+    >>> sorted(layer.name for layer in adapted)
+    ['query', 'value']
+    >>> sorted(w.name for w in model.trainable_weights)
+    ['bias', 'kernel', 'lora_kernel_a', 'lora_kernel_a', 'lora_kernel_b', 'lora_kernel_b']
+
+    References:
+        - [Hu et al., 2021](https://arxiv.org/abs/2106.09685)
+    """
+    if not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"`rank` must be a positive integer. Received: rank={rank!r}")
+    if not model.built:
+        raise ValueError("`apply_lora` needs a built model: call it on data or build it first.")
+    adapted = [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))
+        and any(
+            layer.name == target or fnmatch.fnmatchcase(layer.path or "", target)
+            for target in targets
+        )
+    ]
+    if not adapted:
+        raise ValueError(
+            f"No Dense or EinsumDense layer matches targets={tuple(targets)}. "
+            "Pass the names of projection layers, e.g. ('query', 'value')."
+        )
+    for layer in adapted:
+        layer.enable_lora(rank, lora_alpha=alpha)
+    kept = {
+        id(variable)
+        for layer in (matching_layers(model, list(keep_trainable)) if keep_trainable else [])
+        for variable in layer.trainable_variables
+    }
+    adapters = {id(layer.lora_kernel_a) for layer in adapted} | {
+        id(layer.lora_kernel_b) for layer in adapted
+    }
+    for variable in model.trainable_variables:
+        if id(variable) not in adapters and id(variable) not in kept:
+            variable.trainable = False
+    return adapted
+
+
+def merge_lora(model):
+    """Return a copy of `model` with the LoRA adapters folded into its kernels.
+
+    The copy has plain `Dense` / `EinsumDense` layers whose kernels are
+    `W + (alpha / rank) * A @ B`: the same outputs, no adapter weights, no
+    extra matmuls. Use it to export or serve a LoRA-tuned model.
+
+    Args:
+        model: a `keras.Model` with adapters from `apply_lora`.
+
+    Returns:
+        A new `keras.Model`, all of whose weights are trainable.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_attention.finetune import apply_lora, merge_lora
+    >>> inputs = keras.Input((4,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="query")(inputs))
+    >>> _ = apply_lora(model, rank=2)
+    >>> merged = merge_lora(model)
+    >>> [w.name for w in merged.weights]
+    ['kernel', 'bias']
+    """
+    config = _without_lora(keras.saving.serialize_keras_object(model))
+    merged = keras.saving.deserialize_keras_object(config)
+    # keras's LoRA-aware layers save `W + (alpha / rank) * A @ B` under the
+    # name of the plain kernel, so a weights round trip is the merge.
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "merged.weights.h5")
+        model.save_weights(path)
+        merged.load_weights(path)
+    merged.trainable = True
+    return merged
+
+
+def _without_lora(config):
+    if isinstance(config, dict):
+        return {
+            key: _without_lora(value)
+            for key, value in config.items()
+            if key not in ("lora_rank", "lora_alpha")
+        }
+    if isinstance(config, list):
+        return [_without_lora(value) for value in config]
+    return config

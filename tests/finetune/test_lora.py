@@ -1,0 +1,80 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_attention.finetune import apply_lora
+from keras_attention.finetune import merge_lora
+
+
+def make_model():
+    inputs = keras.Input((6, 16))
+    x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8, name="attention")(inputs, inputs)
+    x = keras.layers.Dense(16, activation="relu", name="hidden")(x)
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling1D()(x))
+    return keras.Model(inputs, outputs, name="model")
+
+
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(32, 6, 16)).astype("float32"), rng.integers(0, 3, size=(32,))
+
+
+def test_adapters_start_at_zero_and_only_they_train():
+    model = make_model()
+    x, y = data()
+    before = ops.convert_to_numpy(model(x))
+    frozen_before = {w.path: ops.convert_to_numpy(w).copy() for w in model.weights}
+    apply_lora(model, rank=2)
+    np.testing.assert_allclose(ops.convert_to_numpy(model(x)), before, atol=1e-6)
+    assert sorted(w.path for w in model.trainable_weights) == [
+        "attention/query/lora_kernel_a",
+        "attention/query/lora_kernel_b",
+        "attention/value/lora_kernel_a",
+        "attention/value/lora_kernel_b",
+    ]
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=2, verbose=0)
+    for path, value in frozen_before.items():
+        np.testing.assert_array_equal(ops.convert_to_numpy(next(w for w in model.weights if w.path == path)), value)
+    assert not np.allclose(ops.convert_to_numpy(model(x)), before, atol=1e-4)
+
+
+def test_keep_trainable_and_dense_targets_by_pattern():
+    model = make_model()
+    adapted = apply_lora(model, rank=4, targets=("*hidden",), keep_trainable=("head",))
+    assert [layer.name for layer in adapted] == ["hidden"]
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    assert trainable == 16 * 4 + 4 * 16 + 16 * 3 + 3
+    assert trainable < 0.5 * total
+
+
+def test_merge_gives_the_same_outputs_without_adapters(tmp_path):
+    model = make_model()
+    x, y = data()
+    apply_lora(model, rank=2, alpha=4)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=2, verbose=0)
+    merged = merge_lora(model)
+    assert not any("lora" in w.path for w in merged.weights)
+    assert len(merged.weights) == len(make_model().weights)
+    np.testing.assert_allclose(ops.convert_to_numpy(merged(x)), ops.convert_to_numpy(model(x)), atol=1e-5)
+    path = os.path.join(tmp_path, "merged.keras")
+    merged.save(path)
+    restored = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(ops.convert_to_numpy(restored(x)), ops.convert_to_numpy(model(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(rank=0), "rank"),
+        (dict(rank=2, targets=("decoder",)), "No Dense or EinsumDense layer matches"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        apply_lora(make_model(), **kwargs)
