@@ -21,7 +21,8 @@ def _reset_keras_state():
     keras.utils.set_random_seed(1337)
     yield
     keras.config.set_dtype_policy("float32")
-    keras.backend.clear_session()
+    # free_memory=False skips a gc.collect() that costs ~0.6 s per test.
+    keras.backend.clear_session(free_memory=False)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Fine-tuning kit: learning-rate schedules, callbacks, LoRA and freezing."""
 
+from keras_attention.finetune.attention_map_logger import AttentionMapLogger
 from keras_attention.finetune.freezing import freeze
 from keras_attention.finetune.freezing import matching_layers
 from keras_attention.finetune.freezing import unfreeze
@@ -11,6 +12,7 @@ from keras_attention.finetune.scaled_schedule import ScaledSchedule
 from keras_attention.finetune.warmup_schedule import WarmupSchedule
 
 __all__ = [
+    "AttentionMapLogger",
     "GradualUnfreezing",
     "ScaledSchedule",
     "WarmupSchedule",
