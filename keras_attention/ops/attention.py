@@ -82,14 +82,15 @@ def dot_product_attention(
             f"Unknown implementation: {implementation!r}. Expected one of "
             f"{(None,) + IMPLEMENTATIONS}."
         )
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(
+            "`block_size` must be a positive integer. Received: "
+            f"block_size={block_size!r}. Pass for example block_size=512."
+        )
     if scale is None:
         scale = 1.0 / float(query.shape[-1]) ** 0.5
-    mask = _standardize_rank4("mask", mask, "bool")
-    bias = _standardize_rank4("bias", bias, None)
-    query_length, key_length = ops.shape(query)[1], ops.shape(key)[1]
-    if is_causal:
-        causal = ops.expand_dims(causal_mask(query_length, key_length), 1)
-        mask = merge_masks(mask, causal)  # [B|1, N|1, T, S]
+    mask = _standardize_rank4("mask", mask, "bool", query, key)
+    bias = _standardize_rank4("bias", bias, None, query, key)
 
     if implementation is None:
         long_enough = _static_product(query.shape[1], key.shape[1]) >= AUTO_BLOCKED_MIN_LOGITS
@@ -101,16 +102,36 @@ def dot_product_attention(
                 "which the blocked implementation never holds. Pass "
                 "implementation='plain' (or None) to get the scores."
             )
+        # The blocked path makes the causal mask block by block: a (T, S)
+        # mask would undo its linear memory (1 GiB of booleans at T = 32768).
         return blocked_dot_product_attention(
-            query, key, value, mask=mask, bias=bias, scale=scale, block_size=block_size
+            query,
+            key,
+            value,
+            mask=mask,
+            bias=bias,
+            scale=scale,
+            block_size=block_size,
+            is_causal=is_causal,
         )
-    output, scores = _plain_attention(query, key, value, mask, bias, scale)
+    # Without an explicit mask, causality alone never empties a row (query t
+    # always sees key 0), so the fully-masked-row check can be skipped.
+    can_empty_rows = mask is not None
+    if is_causal:
+        query_length, key_length = ops.shape(query)[1], ops.shape(key)[1]
+        causal = ops.expand_dims(causal_mask(query_length, key_length), 1)
+        mask = merge_masks(mask, causal)  # [B|1, N|1, T, S]
+    output, scores = _plain_attention(
+        query, key, value, mask, bias, scale, can_empty_rows, return_attention_scores
+    )
     if return_attention_scores:
         return output, scores
     return output
 
 
-def _plain_attention(query, key, value, mask, bias, scale):
+def _plain_attention(
+    query, key, value, mask, bias, scale, can_empty_rows, return_attention_scores
+):
     """Materialize the scores; returns `(output [B,T,N,Hv], scores [B,N,T,S])`."""
     batch_size, query_length, num_heads, head_dim = ops.shape(query)
     num_key_value_heads = ops.shape(key)[2]
@@ -125,7 +146,20 @@ def _plain_attention(query, key, value, mask, bias, scale):
     logits = ops.reshape(
         logits, (batch_size, num_heads, query_length, ops.shape(key)[1])
     )  # [B, N, T, S]
-    scores = _masked_softmax(logits, mask, bias)  # [B, N, T, S], float32
+    logits = ops.cast(logits, "float32")
+    if bias is not None:
+        logits = logits + ops.cast(bias, "float32")
+    if mask is not None:
+        logits = ops.where(mask, logits, mask_fill_value("float32"))
+    scores = ops.softmax(logits, axis=-1)  # [B, N, T, S], float32
+    has_visible_key = None
+    if can_empty_rows:
+        # A row with no visible key would spread uniformly over the masked
+        # keys. The check reads the mask, which is usually shared by the
+        # heads (N times smaller than the scores).
+        has_visible_key = ops.any(mask, axis=-1, keepdims=True)  # [B|1, N|1, T, 1]
+        if return_attention_scores:
+            scores = ops.where(has_visible_key, scores, 0.0)
     scores = ops.cast(scores, value.dtype)
     grouped_scores = ops.reshape(
         scores, (batch_size, num_key_value_heads, groups, query_length, -1)
@@ -134,36 +168,38 @@ def _plain_attention(query, key, value, mask, bias, scale):
     output = ops.reshape(
         output, (batch_size, query_length, num_heads, ops.shape(value)[-1])
     )  # [B, T, N, Hv]
+    if has_visible_key is not None and not return_attention_scores:
+        # Zero the rows of the output rather than of the scores: T * Hv
+        # values instead of T * S.
+        has_visible_key = ops.transpose(has_visible_key, (0, 2, 1, 3))  # [B|1, T, N|1, 1]
+        output = ops.where(has_visible_key, output, ops.zeros((), output.dtype))
     return output, scores
 
 
-def _masked_softmax(logits, mask, bias):
-    """Softmax over the last axis in float32; fully masked rows give zeros."""
-    logits = ops.cast(logits, "float32")
-    if bias is not None:
-        logits = logits + ops.cast(bias, "float32")
-    if mask is None:
-        return ops.softmax(logits, axis=-1)
-    logits = ops.where(mask, logits, mask_fill_value("float32"))
-    scores = ops.softmax(logits, axis=-1)
-    # A row with no visible key would otherwise spread uniformly over padding.
-    has_visible_key = ops.any(mask, axis=-1, keepdims=True)
-    return ops.where(has_visible_key, scores, 0.0)
-
-
-def _standardize_rank4(name, tensor, dtype):
-    """Bring a mask or bias to rank 4 `(B|1, N|1, T|1, S)`."""
+def _standardize_rank4(name, tensor, dtype, query, key):
+    """Bring a mask or bias to rank 4 `(B|1, N|1, T|1, S|1)` and check its shape."""
     if tensor is None:
         return None
-    tensor = ops.convert_to_tensor(tensor, dtype=dtype)
+    tensor = ops.convert_to_tensor(tensor)
+    if dtype is not None:
+        tensor = ops.cast(tensor, dtype)
     rank = len(tensor.shape)
     if rank == 3:
-        return ops.expand_dims(tensor, 1)  # [B, 1, T, S]
-    if rank != 4:
+        tensor = ops.expand_dims(tensor, 1)  # [B, 1, T, S]
+    elif rank != 4:
         raise ValueError(
             f"`{name}` must have shape (B, T, S) or be broadcastable to "
             f"(B, N, T, S). Received: {name}.shape={tuple(tensor.shape)}"
         )
+    expected = (query.shape[0], query.shape[2], query.shape[1], key.shape[1])
+    for size, target in zip(tensor.shape, expected):
+        if size is not None and target is not None and size not in (1, target):
+            raise ValueError(
+                f"`{name}` must be broadcastable to (B, N, T, S) = {expected}: "
+                f"each axis of size 1 or equal. Received: "
+                f"{name}.shape={tuple(tensor.shape)}"
+                + (" (a rank-3 mask is read as (B, T, S))" if rank == 3 else "")
+            )
     return tensor
 
 

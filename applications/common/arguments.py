@@ -1,0 +1,84 @@
+"""The command-line flags every application shares, per verb.
+
+`applications.cli` adds these to an application's parser before the
+application's own `add_arguments(parser, verb)`, which may change their
+defaults with `parser.set_defaults(...)`. A default of `None` means "the
+application's recipe decides".
+"""
+
+import argparse
+import datetime
+from pathlib import Path
+
+VERBS = {
+    "train": "train a model from scratch and write a run folder",
+    "evaluate": "measure a trained model on data; print the metrics as a table",
+    "predict": "run a trained or exported model on inputs",
+    "finetune": "continue training a trained model on new data; write a new run folder",
+    "export": "write a TensorFlow SavedModel of a trained model, taking raw inputs",
+}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An `argparse` parser whose errors are one line on stderr (exit status 2)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, received {text!r}")
+    return value
+
+
+def add_common_arguments(parser, verb):
+    """Add the shared flags of `verb` to an application's parser."""
+    if verb in ("evaluate", "predict", "finetune", "export"):
+        parser.add_argument(
+            "--model", required=True, metavar="RUN",
+            help="a run folder written by train or finetune, a .keras file, or (evaluate, predict) an export",
+        )
+    if verb in ("train", "finetune", "evaluate"):
+        parser.add_argument(
+            "--data", metavar="PATH|NAME",
+            help="a file or folder, or the name of a known data set, found in $KERAS_ATTENTION_DATA "
+            "(default ~/.keras/datasets) and downloaded there when missing",
+        )
+    if verb in ("train", "finetune"):
+        parser.add_argument("--output", metavar="RUN",
+                            help="the run folder to write (default: runs/APP-TIME)")
+        parser.add_argument("--epochs", type=positive_int, help="training epochs (default: the recipe's)")
+        parser.add_argument("--seed", type=int, default=0,
+                            help="random seed: same seed, same result (default: 0)")
+        parser.add_argument("--resume", action="store_true", help="continue an interrupted run of --output")
+    if verb == "export":
+        parser.add_argument("--output", metavar="DIR", help="the export folder (default: RUN/export)")
+    if verb in ("train", "finetune", "export"):
+        parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    if verb != "export":
+        parser.add_argument("--batch-size", type=positive_int,
+                            help="examples per batch (default: the recipe's)")
+    if verb == "evaluate":
+        parser.add_argument(
+            "--split", choices=("train", "validation", "test", "all"),
+            help="which part of the data (default: test where there is one, else all)",
+        )
+    if verb in ("evaluate", "predict"):
+        parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def default_output(application, verb):
+    """Where `train`/`finetune` write when `--output` is not given."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    suffix = "-finetune" if verb == "finetune" else ""
+    return Path("runs") / f"{application}{suffix}-{stamp}"

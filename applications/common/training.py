@@ -1,0 +1,141 @@
+"""Training-loop plumbing every application shares.
+
+`set_seed` makes a run repeatable; `warmup_cosine` is the default
+learning-rate schedule (a keras `CosineDecay` with linear warmup, so it
+serializes with the model); `fit` runs `model.fit` inside a `RunFolder` with
+progress bars, a checkpoint after every epoch (`--resume`), the history as
+CSV and the learning-curves picture.
+"""
+
+import csv
+import sys
+import time
+
+import keras
+import numpy as np
+
+from applications.common import reporting
+from applications.common.run_folder import HISTORY_FILE, LEARNING_CURVES_FILE
+
+
+def set_seed(seed):
+    """Seed Python, NumPy and the backend, and make TensorFlow ops deterministic.
+
+    With the same seed, the same data and the same machine, a run gives the
+    same weights and metrics.
+    """
+    keras.utils.set_random_seed(int(seed))
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # Data pipelines of applications may use TF.
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def warmup_cosine(peak_learning_rate, total_steps, warmup_steps, final_fraction=0.0):
+    """Linear warmup from 0 to `peak_learning_rate`, then cosine decay.
+
+    Args:
+        peak_learning_rate: float. The rate reached after warmup.
+        total_steps: int. Optimizer steps of the whole run.
+        warmup_steps: int. Steps of linear warmup.
+        final_fraction: float. The last rate as a fraction of the peak.
+
+    Returns:
+        A `keras.optimizers.schedules.CosineDecay` (serializable).
+
+    Example:
+    >>> schedule = warmup_cosine(1e-3, total_steps=100, warmup_steps=10)
+    >>> round(float(schedule(10)), 6), round(float(schedule(100)), 6)
+    (0.001, 0.0)
+    """
+    warmup_steps = int(min(max(warmup_steps, 0), max(total_steps - 1, 0)))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=max(int(total_steps) - warmup_steps, 1),
+        alpha=final_fraction,
+        warmup_target=peak_learning_rate,
+        warmup_steps=warmup_steps,
+    )
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Writes one CSV row per completed epoch (metrics, learning rate, seconds).
+
+    On a resumed run it first drops rows of epochs the checkpoint does not
+    hold, so every epoch appears once.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self._rows = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._rows is None:
+            self._rows = [r for r in reporting.read_history(self.path) if int(r["epoch"]) < epoch]
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None:
+            # The rate used in the epoch's last step.
+            row["learning_rate"] = float(np.asarray(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+        row["seconds"] = round(time.perf_counter() - self._start, 3)
+        self._rows.append(row)
+        columns = list(dict.fromkeys(k for r in self._rows for k in r))
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        with open(temporary, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self._rows)
+        temporary.replace(self.path)
+
+
+def progress_verbosity(quiet=False):
+    """`model.fit` verbosity: a progress bar on a terminal, a line per epoch in a log."""
+    if quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def fit(model, train_data, run, epochs, validation_data=None, callbacks=(), quiet=False, **kwargs):
+    """`model.fit` inside a run folder: checkpoint, history, learning curves.
+
+    Args:
+        model: a compiled, built `keras.Model`.
+        train_data: a `tf.data.Dataset` (or anything `model.fit` takes as
+            `x`), or a tuple `(x, y)` of arrays.
+        run: the `RunFolder` being written.
+        epochs: int. Total epochs (a resumed run does only the rest).
+        validation_data: optional, as for `model.fit`.
+        callbacks: extra callbacks, run after ours.
+        quiet: bool. No progress output.
+        **kwargs: passed to `model.fit`.
+
+    Returns:
+        The history as a list of dicts, one per epoch, resumed epochs included.
+    """
+    history_path = run.file(HISTORY_FILE)
+    all_callbacks = [
+        keras.callbacks.BackupAndRestore(str(run.checkpoint_dir), delete_checkpoint=False),
+        HistoryWriter(history_path),
+        keras.callbacks.TerminateOnNaN(),
+        *callbacks,
+    ]
+    x, y = train_data if isinstance(train_data, tuple) and len(train_data) == 2 else (train_data, None)
+    if y is None:
+        kwargs.setdefault("shuffle", False)  # A dataset shuffles itself (seeded).
+    model.fit(
+        x,
+        y,
+        epochs=epochs,
+        validation_data=validation_data,
+        callbacks=all_callbacks,
+        verbose=progress_verbosity(quiet),
+        **kwargs,
+    )
+    history = reporting.read_history(history_path)
+    reporting.plot_learning_curves(history, run.file(LEARNING_CURVES_FILE))
+    return history

@@ -1,0 +1,116 @@
+"""`keras-attention VERB text-classification`: the command-line protocol.
+
+    keras-attention train text-classification --data sst2 --output runs/sst2
+    keras-attention train text-classification --data reviews.csv --text-column review --label-column stars
+    keras-attention evaluate text-classification --model runs/sst2 --data sst2 --json metrics.json
+    keras-attention predict text-classification --model runs/sst2 "a gripping film" --attention attention.png
+    keras-attention finetune text-classification --model runs/sst2 --data more_reviews.tsv --output runs/sst2-ft
+    keras-attention export text-classification --model runs/sst2 --output serving/sst2
+    keras-attention predict text-classification --model serving/sst2 "a gripping film"
+"""
+
+import argparse
+
+from applications.common.arguments import positive_int
+
+DESCRIPTION = "Transformer text classifier (TSV/CSV, folders of .txt, SST-2, TREC, SMS spam)"
+VERBS = ("train", "evaluate", "predict", "finetune", "export")
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), received {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, received {text!r}")
+    return value
+
+
+def add_arguments(parser, verb):
+    """The application's own flags for `verb`."""
+    if verb in ("train", "finetune", "evaluate"):
+        parser.epilog = (
+            "--data: sst2, trec, trec-fine, sms-spam (found in $KERAS_ATTENTION_DATA/text), a TSV or "
+            "CSV file of text and label, a folder of class folders of .txt files, or a folder of the "
+            "published SST-2, TREC or SMS Spam Collection files."
+        )
+        files = parser.add_argument_group("TSV/CSV files and folders of .txt files")
+        files.add_argument("--text-column", metavar="COLUMN",
+                           help="the text column: 0-based index or header name (default: detected)")
+        files.add_argument("--label-column", metavar="COLUMN",
+                           help="the label column: 0-based index or header name (default: detected)")
+        files.add_argument("--encoding", help="text encoding of the files (default: utf-8)")
+    if verb in ("train", "finetune"):
+        parser.add_argument("--max-examples", type=positive_int, metavar="N",
+                            help="train on a stratified sample of N training examples")
+    if verb == "train":
+        model = parser.add_argument_group("model and tokenizer (default: the recipe's settings)")
+        model.add_argument("--vocabulary-size", type=positive_int)
+        model.add_argument("--sequence-length", type=positive_int, help="pieces kept per text")
+        model.add_argument("--hidden-dim", type=positive_int)
+        model.add_argument("--num-layers", type=positive_int)
+        model.add_argument("--num-heads", type=positive_int)
+        model.add_argument("--intermediate-dim", type=positive_int)
+        model.add_argument("--dropout", type=_fraction)
+        model.add_argument("--pooling", choices=("mean", "max", "attention", "cls"))
+        model.add_argument("--ensemble-size", type=positive_int, help="encoders averaged")
+    if verb in ("train", "finetune"):
+        training = parser.add_argument_group("training")
+        training.add_argument("--learning-rate", type=_positive_float, help="peak of the schedule")
+        training.add_argument("--patience", type=positive_int,
+                              help="early stopping: epochs without a better validation accuracy")
+    if verb == "predict":
+        parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+        parser.add_argument("--file", metavar="FILE", help="also classify each line of FILE")
+        parser.add_argument("--attention", metavar="PNG",
+                            help="write a picture of the attention over the tokens of the first text")
+
+
+_SETTINGS_FLAGS = ("vocabulary_size", "sequence_length", "hidden_dim", "num_layers", "num_heads",
+                   "intermediate_dim", "dropout", "pooling", "ensemble_size", "learning_rate",
+                   "patience")
+
+
+def run(verb, args):
+    """Do `verb`; returns the results the command prints."""
+    from applications.text_classification import recipe
+
+    reader_options = {
+        key: getattr(args, key)
+        for key in ("text_column", "label_column", "encoding")
+        if getattr(args, key, None) is not None
+    }
+    if verb in ("train", "finetune"):
+        settings = {
+            key: getattr(args, key) for key in _SETTINGS_FLAGS if getattr(args, key, None) is not None
+        }
+        if verb == "finetune" and "learning_rate" in settings:
+            settings["finetune_learning_rate"] = settings.pop("learning_rate")
+        options = dict(
+            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, resume=args.resume,
+            overwrite=args.overwrite, quiet=args.quiet, settings=settings,
+            reader_options=reader_options, max_examples=args.max_examples,
+        )
+        if verb == "train":
+            return recipe.train(args.data, args.output, **options)
+        return recipe.finetune(args.model, args.data, args.output, **options)
+    if verb == "evaluate":
+        return recipe.evaluate(args.model, args.data, args.split, batch_size=args.batch_size,
+                               reader_options=reader_options)
+    if verb == "predict":
+        return recipe.predict(args.model, args.texts, file=args.file, attention=args.attention,
+                              batch_size=args.batch_size)
+    if verb == "export":
+        return recipe.export(args.model, args.output, overwrite=args.overwrite)
+    raise ValueError(f"Unknown verb: {verb!r}. Expected one of {VERBS}.")

@@ -1,0 +1,157 @@
+"""Run the default speech recipes and write `benchmarks/results/speech.md`.
+
+    python benchmarks/speech_benchmark.py                          # all three tasks
+    python benchmarks/speech_benchmark.py --task kws
+    python benchmarks/speech_benchmark.py --task kws-holdout --holdout-speaker jackson
+    python benchmarks/speech_benchmark.py --task stt --epochs 5     # a shortened check
+
+Tasks, each exactly what the command line runs (seed 0):
+- `kws`: `keras-attention train keyword-spotting --data fsdd`: FSDD, official split
+  (recordings 0-4 of every speaker are the test set); accuracy on the test set.
+- `kws-holdout`: the same with `--holdout-speaker` (default `lucas`): trained on the other
+  speakers, accuracy on every recording of the held-out one.
+- `stt`: `keras-attention train speech-to-text`: espeak-ng digit sequences (3-7 digits)
+  plus joined FSDD recordings of the training speakers; CER and WER (greedy and beam) on
+  voices never used in training and on sequences joined from the held-out FSDD speaker.
+  The espeak-ng corpus is synthesized once into `--corpus` (default: a folder in the
+  temporary directory) and reused.
+
+Results are rows of a Markdown table, with the wall and CPU time and the load average of
+the machine (on a shared machine wall time stretches beyond what the recipe needs). Runs
+with `--epochs` are marked as shortened and never count as meeting a target. The data
+directory defaults to `../shared/data` beside the checkout (set `KERAS_ATTENTION_DATA`).
+"""
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("KERAS_ATTENTION_DATA", str(ROOT.parent / "shared" / "data"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+RESULTS = ROOT / "benchmarks" / "results" / "speech.md"
+ROWS = ROOT / "benchmarks" / "results" / "speech.json"  # A task's run replaces only its row.
+TASKS = ("kws", "kws-holdout", "stt")
+TARGETS = {
+    "kws": "accuracy >= 98.5%",
+    "kws-holdout": "accuracy >= 90% on the held-out speaker",
+    "stt": "CER <= 3% (unseen voices), <= 15% (unseen FSDD speaker)",
+}
+
+
+def run_command(module_name, verb, application, argv):
+    """Parse `argv` as `keras-attention VERB APPLICATION` would and run it in-process."""
+    from applications import cli
+
+    module = importlib.import_module(module_name)
+    args = cli.application_parser(verb, application, module).parse_args(argv)
+    args.verb, args.application = verb, application
+    return module.run(verb, args)
+
+
+def run_task(task, epochs, holdout_speaker, corpus, keep):
+    output = Path(keep or tempfile.mkdtemp()) / task
+    shutil.rmtree(output, ignore_errors=True)
+    common = ["--output", str(output), "--quiet"] + (["--epochs", str(epochs)] if epochs else [])
+    load_before = os.getloadavg()[0]
+    wall, cpu = time.perf_counter(), time.process_time()
+    if task == "stt":
+        from applications.speech import speech_to_text
+
+        speech_to_text.default_corpus(corpus, speech_to_text.settings())
+        metrics = run_command("applications.speech.speech_to_text_command", "train", "speech-to-text",
+                              ["--data", str(corpus), "--holdout-speaker", holdout_speaker, *common])
+    else:
+        extra = ["--holdout-speaker", holdout_speaker] if task == "kws-holdout" else []
+        metrics = run_command("applications.speech.keyword_spotting_command", "train", "keyword-spotting",
+                              ["--data", "fsdd", *extra, *common])
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if not keep:
+        shutil.rmtree(output.parent, ignore_errors=True)
+    import keras
+
+    keras.backend.clear_session()
+    return {"task": task, "metrics": metrics, "wall": wall, "cpu": cpu, "shortened": bool(epochs),
+            "load": (load_before + os.getloadavg()[0]) / 2, "holdout_speaker": holdout_speaker}
+
+
+def table_row(result):
+    task, m = result["task"], result["metrics"]
+    if task == "stt":
+        score = (f"voices: CER {m['corpus_cer_greedy']:.2%} / {m['corpus_cer_beam']:.2%}, "
+                 f"WER {m['corpus_wer_greedy']:.2%} / {m['corpus_wer_beam']:.2%}; "
+                 f"FSDD {result['holdout_speaker']}: CER {m['fsdd_cer_greedy']:.2%} / {m['fsdd_cer_beam']:.2%}, "
+                 f"WER {m['fsdd_wer_greedy']:.2%} / {m['fsdd_wer_beam']:.2%} (greedy / beam)")
+        met = min(m["corpus_cer_greedy"], m["corpus_cer_beam"]) <= 0.03 and \
+            min(m["fsdd_cer_greedy"], m["fsdd_cer_beam"]) <= 0.15
+        data = f"espeak-ng digits + FSDD, {result['holdout_speaker']} held out"
+    else:
+        score = f"accuracy {m['test_accuracy']:.2%} ({m['test_examples']} clips)"
+        met = m["test_accuracy"] >= (0.985 if task == "kws" else 0.90)
+        data = "FSDD official split" if task == "kws" else f"FSDD, {result['holdout_speaker']} held out"
+    met = "" if result["shortened"] else ("yes" if met else "no")
+    run = "shortened check" if result["shortened"] else "default recipe"
+    return (f"| {task} | {data} | {score} | {m['epochs']} | {m['train_seconds'] / 60:.1f} min | "
+            f"{result['wall'] / 60:.1f} min | {result['cpu'] / 60:.1f} min | {result['load']:.1f} | {run} | "
+            f"{TARGETS[task]} | {met} |")
+
+
+def write_results(results):
+    import keras
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    rows = json.loads(ROWS.read_text()) if ROWS.exists() else {}
+    rows.update({r["task"]: table_row(r) for r in results})
+    ROWS.write_text(json.dumps(rows, indent=2) + "\n")
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    lines = [
+        "# Speech: results of the default recipes",
+        "",
+        f"Written by `benchmarks/speech_benchmark.py` on {datetime.date.today().isoformat()}; {machine}; "
+        f"keras {keras.__version__}. Seed 0. Training is `model.fit`; wall time is the whole run (reading "
+        "and synthesizing data, evaluating, pictures, saving); CPU time is the process's (all threads). "
+        "The load average shows how busy the machine was: with more runnable jobs than cores, times "
+        "stretch beyond what the recipe needs.",
+        "",
+        "| task | data | result | epochs | training | wall time | CPU time | load average | run | target | met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *(rows[task] for task in TASKS if task in rows),
+        "",
+    ]
+    RESULTS.write_text("\n".join(lines))
+    print(f"Wrote {RESULTS}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default=",".join(TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
+    parser.add_argument("--epochs", type=int, help="shorten every recipe to this many epochs")
+    parser.add_argument("--holdout-speaker", default="lucas", help="the FSDD speaker held out (default: lucas)")
+    parser.add_argument("--corpus", default=str(Path(tempfile.gettempdir()) / "keras-attention-espeak-digits"),
+                        help="where the espeak-ng corpus is synthesized once and reused")
+    parser.add_argument("--keep", metavar="DIR", help="keep the run folders in DIR")
+    args = parser.parse_args(argv)
+    tasks = [t.strip() for t in args.task.split(",")]
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        parser.error(f"unknown task {', '.join(unknown)}; expected some of {', '.join(TASKS)}")
+    results = []
+    for task in tasks:
+        result = run_task(task, args.epochs, args.holdout_speaker, args.corpus, args.keep)
+        print(table_row(result), flush=True)
+        results.append(result)
+    write_results(results)
+
+
+if __name__ == "__main__":
+    main()

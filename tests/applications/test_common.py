@@ -1,0 +1,270 @@
+"""The common ground of the applications: data, downloads, run folders, training, export."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from applications.common import (
+    HISTORY_FILE,
+    LEARNING_CURVES_FILE,
+    KnownDataSet,
+    RemoteFile,
+    RunFolder,
+    UserError,
+    check_split,
+    data_dir,
+    download,
+    export_model,
+    fit,
+    load_model,
+    print_table,
+    read_history,
+    resolve_data,
+    set_seed,
+    stratified_split,
+    warmup_cosine,
+    write_json,
+)
+
+# === Data directory and downloads ===
+
+
+def _source(tmp_path, content=b"the original bytes\n"):
+    source = tmp_path / "server" / "file.bin"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_bytes(content)
+    return source, hashlib.sha256(content).hexdigest()
+
+
+def test_data_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_ATTENTION_DATA", str(tmp_path))
+    assert data_dir() == tmp_path
+    monkeypatch.delenv("KERAS_ATTENTION_DATA")
+    assert data_dir() == Path("~/.keras/datasets").expanduser()
+
+
+def test_download_checks_the_checksum_and_writes_atomically(tmp_path):
+    source, sha256 = _source(tmp_path)
+    target = tmp_path / "data" / "sub" / "file.bin"
+    assert download(source.as_uri(), target, sha256) == target
+    assert target.read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]  # No temporary left.
+
+
+def test_download_with_a_wrong_checksum_leaves_no_file(tmp_path):
+    source, _ = _source(tmp_path)
+    target = tmp_path / "data" / "file.bin"
+    with pytest.raises(UserError, match="Checksum mismatch"):
+        download(source.as_uri(), target, "0" * 64)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_download_of_a_missing_url_is_a_user_error(tmp_path):
+    target = tmp_path / "data" / "file.bin"
+    with pytest.raises(UserError, match="Could not download"):
+        download((tmp_path / "nowhere.bin").as_uri(), target)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_resolve_data_downloads_a_known_data_set_into_the_data_dir(monkeypatch, tmp_path):
+    source, sha256 = _source(tmp_path)
+    monkeypatch.setenv("KERAS_ATTENTION_DATA", str(tmp_path / "cache"))
+    known = KnownDataSet("toy", "things/toy", {"file.bin": RemoteFile(source.as_uri(), sha256)})
+    path, dataset = resolve_data("toy", [known])
+    assert dataset is known and path == tmp_path / "cache" / "things" / "toy"
+    assert (path / "file.bin").read_bytes() == source.read_bytes()
+    source.unlink()  # A second resolution uses the cached file.
+    assert resolve_data("toy", [known])[0] == path
+
+
+def test_resolve_data_paths_defaults_and_errors(tmp_path):
+    assert resolve_data(str(tmp_path)) == (tmp_path, None)
+    known = KnownDataSet("bundled", "bundled")
+    assert resolve_data(None, [known], default="bundled")[1] is known
+    with pytest.raises(UserError, match="not a known data set .known: bundled"):
+        resolve_data("nonsense", [known])
+    with pytest.raises(UserError, match="No data given"):
+        resolve_data(None, [known])
+
+
+def test_splits():
+    assert check_split("test", {"train", "test"}) == "test"
+    assert check_split("all", {"train"}) == "all"
+    with pytest.raises(UserError, match="no 'test' split"):
+        check_split("test", {"train"})
+    with pytest.raises(UserError, match="Unknown split"):
+        check_split("dev", {"train"})
+    labels = np.array([0] * 10 + [1] * 5 + [2] * 2)
+    rest, held_out = stratified_split(labels, 0.2, seed=3)
+    assert sorted(np.concatenate([rest, held_out]).tolist()) == list(range(len(labels)))
+    assert np.bincount(labels[held_out]).tolist() == [2, 1, 1]  # Every class on both sides.
+    again = stratified_split(labels, 0.2, seed=3)
+    assert np.array_equal(again[1], held_out)
+
+
+# === Run folder ===
+
+
+def test_run_folder_appears_whole_on_success(tmp_path):
+    with RunFolder(tmp_path / "run") as run:
+        run.file("model.keras").write_text("model")
+        run.checkpoint_dir.mkdir()
+        assert not (tmp_path / "run").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.keras"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), UserError("bad data")])
+def test_a_failed_run_leaves_nothing(tmp_path, error):
+    with pytest.raises(type(error)):
+        with RunFolder(tmp_path / "run") as run:
+            run.file("model.keras").write_text("half")
+            raise error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_run_keeps_only_its_checkpoint_then_resumes(tmp_path, capsys):
+    with pytest.raises(KeyboardInterrupt):
+        with RunFolder(tmp_path / "run") as run:
+            run.checkpoint_dir.mkdir()
+            (run.checkpoint_dir / "training_metadata.json").write_text('{"epoch": 2}')
+            run.file("model.keras").write_text("half")
+            raise KeyboardInterrupt
+    assert not (tmp_path / "run").exists()
+    partial = tmp_path / ".run.partial"
+    assert sorted(p.name for p in partial.iterdir()) == ["checkpoint"]
+    assert "--resume" in capsys.readouterr().err
+    with pytest.raises(UserError, match="Pass --resume"):
+        with RunFolder(tmp_path / "run"):
+            pass
+    with RunFolder(tmp_path / "run", resume=True) as run:
+        assert run.resumed and run.completed_epochs() == 2
+    assert (tmp_path / "run").exists() and not partial.exists()
+
+
+def test_run_folder_refuses_to_replace_a_run_unless_asked(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "old.txt").write_text("old")
+    with pytest.raises(UserError, match="already exists"):
+        with RunFolder(tmp_path / "run"):
+            pass
+    with RunFolder(tmp_path / "run", overwrite=True) as run:
+        run.file("new.txt").write_text("new")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_write_json_and_print_table(tmp_path, capsys):
+    path = write_json(tmp_path / "m.json", {"accuracy": np.float32(0.5), "matrix": np.eye(2, dtype=int)})
+    assert json.loads(path.read_text()) == {"accuracy": 0.5, "matrix": [[1, 0], [0, 1]]}
+    print_table({"accuracy": 0.98765, "examples": 3, "matrix": [[1]]})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["metric", "value"] and lines[2].split() == ["accuracy", "0.9877"]
+    assert len(lines) == 4  # Nested values are left out of the table.
+
+
+# === Training ===
+
+
+def test_warmup_cosine_schedule():
+    schedule = warmup_cosine(1e-2, total_steps=110, warmup_steps=10, final_fraction=0.1)
+    values = [float(schedule(step)) for step in (0, 5, 10, 60, 110)]
+    assert values[0] == 0.0 and values[1] == pytest.approx(5e-3)
+    assert values[2] == pytest.approx(1e-2) and values[3] == pytest.approx(5.5e-3, rel=1e-3)
+    assert values[4] == pytest.approx(1e-3)
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert float(restored(60)) == pytest.approx(values[3])
+
+
+def _tiny_model():
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)]
+    )
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _tiny_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int64")
+
+
+class _Stop(keras.callbacks.Callback):
+    """Interrupt training at the end of epoch `epoch` (after the checkpoint)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+        self.epochs_run = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_run.append(epoch)
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_fit_writes_history_and_curves_and_resumes_after_an_interruption(tmp_path):
+    x, y = _tiny_data()
+    set_seed(1)
+    with pytest.raises(KeyboardInterrupt):
+        with RunFolder(tmp_path / "run") as run:
+            fit(_tiny_model(), (x, y), run, epochs=4, batch_size=16, quiet=True, callbacks=[_Stop(1)])
+    partial = tmp_path / ".run.partial"
+    assert not (tmp_path / "run").exists() and not list(partial.rglob("*.keras"))
+    assert [int(r["epoch"]) for r in read_history(partial / HISTORY_FILE)] == [0, 1]
+
+    set_seed(1)
+    tracker = _Stop(-1)
+    with RunFolder(tmp_path / "run", resume=True) as run:
+        history = fit(_tiny_model(), (x, y), run, epochs=4, batch_size=16, quiet=True, callbacks=[tracker])
+    assert tracker.epochs_run == [2, 3]  # Only the epochs left.
+    assert [int(r["epoch"]) for r in history] == [0, 1, 2, 3]
+    assert {"loss", "learning_rate", "seconds"} <= set(history[0])
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == [HISTORY_FILE, LEARNING_CURVES_FILE]
+
+
+def test_same_seed_same_result(tmp_path):
+    x, y = _tiny_data()
+    weights = []
+    for name in ("a", "b", "a-again"):
+        set_seed(7 if name != "b" else 8)
+        model = _tiny_model()
+        with RunFolder(tmp_path / name) as run:
+            fit(model, (x, y), run, epochs=2, batch_size=16, quiet=True, shuffle=True)
+        weights.append(model.get_weights())
+    for first, again in zip(weights[0], weights[2]):
+        np.testing.assert_array_equal(first, again)
+    assert not all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
+
+
+# === Export and loading ===
+
+
+def test_export_runs_like_the_model_and_load_model_errors(tmp_path):
+    model = _tiny_model()
+    x, _ = _tiny_data()
+    model.save(tmp_path / "model.keras")
+    write_json(tmp_path / "settings.json", {"class_names": ["a", "b"]})
+    export = export_model(load_model(tmp_path), tmp_path / "export", settings={"class_names": ["a", "b"]})
+    assert json.loads((export / "settings.json").read_text()) == {"class_names": ["a", "b"]}
+    exported = load_model(export)
+    np.testing.assert_allclose(exported.predict(x[:5]), model.predict(x[:5], verbose=0), atol=1e-5)
+    assert not (tmp_path / ".export.partial").exists()
+    with pytest.raises(UserError, match="already exists"):
+        export_model(model, export)
+    with pytest.raises(UserError, match="no such file"):
+        load_model(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds neither"):
+        load_model(tmp_path / "empty")
+    (tmp_path / "broken.keras").write_bytes(b"not a zip file")
+    with pytest.raises(UserError, match="Could not load"):
+        load_model(tmp_path / "broken.keras")
+    os.chmod(tmp_path, 0o755)

@@ -1,0 +1,351 @@
+"""The ViT image-classification application: data, model, training, using a run."""
+
+import gzip
+import json
+import os
+import struct
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from applications import cli
+from applications.common import UserError
+from applications.image_classification import (
+    ImageData,
+    attention_rollout,
+    build_vit,
+    evaluate,
+    export,
+    finetune,
+    load_data,
+    load_digits,
+    predict,
+    read_fashion_mnist,
+    read_image_file,
+    read_image_folder,
+    train,
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+FAST = dict(size="micro", patch_size=2, warmup_epochs=1, batch_size=64, quiet=True)
+
+# === Data ===
+
+
+def _save(path, array, mode=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, dtype="uint8"), mode).save(path)
+    return path
+
+
+def _folder(root, classes=("cat", "dog"), per_class=3, size=(12, 10), mode="RGB"):
+    rng = np.random.default_rng(0)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    for name in classes:
+        for i in range(per_class):
+            _save(root / name / f"{i}.png", rng.integers(0, 255, shape))
+    return root
+
+
+def test_digits():
+    data = load_digits()
+    assert data.class_names == [str(i) for i in range(10)] and data.image_shape == (8, 8, 1)
+    sizes = {k: len(y) for k, (x, y) in data.splits.items()}
+    assert sizes == {"train": 1295, "validation": 143, "test": 359}  # A fifth held out.
+    assert data.get("all")[0].dtype == np.uint8 and data.get("all")[0].max() == 255
+    assert np.array_equal(load_digits().get("test")[1], data.get("test")[1])  # Always the same fifth.
+
+
+def _write_idx(path, array):
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype("uint8").tobytes())
+
+
+def test_fashion_mnist_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 40), ("t10k", 10)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (count, 28, 28)))
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count) % 10)
+    data = load_data(str(tmp_path))  # Recognized by its files.
+    assert data.name == "fashion-mnist" and data.class_names[9] == "ankle boot"
+    assert {k: x.shape for k, (x, y) in data.splits.items()} == {
+        "train": (30, 28, 28, 1), "validation": (10, 28, 28, 1), "test": (10, 28, 28, 1)}
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    with pytest.raises(UserError, match="Could not read the IDX file"):
+        read_fashion_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(UserError, match="lacks t10k-labels"):
+        read_fashion_mnist(tmp_path)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "images" / "fashion-mnist").exists(), reason="shared data absent")
+def test_fashion_mnist_by_name_resolves_in_the_data_dir(monkeypatch):
+    monkeypatch.setenv("KERAS_ATTENTION_DATA", str(SHARED_DATA))
+    data = load_data("fashion-mnist")
+    assert len(data.get("test")[1]) == 10000 and len(data.get("train")[1]) == 54000
+
+
+def test_image_folder_of_any_size_and_mode(tmp_path):
+    root = _folder(tmp_path / "pets")
+    _save(root / "cat" / "gray.png", np.full((30, 40), 200), "L")
+    _save(root / "dog" / "rgba.png", np.full((5, 5, 4), 100), "RGBA")
+    Image.fromarray(np.zeros((9, 9, 3), "uint8")).save(root / "dog" / "photo.jpg", quality=90)
+    data = read_image_folder(root, image_size=(16, 16))
+    assert data.class_names == ["cat", "dog"] and data.image_shape == (16, 16, 3)
+    assert sum(len(y) for _, y in data.splits.values()) == 9
+    gray = read_image_folder(root, image_size=(8, 8), channels=1)
+    assert gray.image_shape == (8, 8, 1)
+
+
+def test_image_folder_gray_images_give_a_gray_model_input(tmp_path):
+    root = _folder(tmp_path / "gray", mode="L", size=(6, 6))
+    data = read_image_folder(root)
+    assert data.image_shape == (6, 6, 1)  # Auto: every image is gray.
+
+
+def test_image_folder_with_train_and_test_folders(tmp_path):
+    _folder(tmp_path / "train", per_class=5)
+    _folder(tmp_path / "test", per_class=2)
+    data = read_image_folder(tmp_path, image_size=(8, 8))
+    assert len(data.get("test")[1]) == 4 and len(data.get("train")[1]) + len(data.get("validation")[1]) == 10
+
+
+def test_a_corrupt_image_is_skipped_with_a_warning(tmp_path, capsys):
+    root = _folder(tmp_path / "pets")
+    (root / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    data = read_image_folder(root, image_size=(8, 8))
+    assert sum(len(y) for _, y in data.splits.values()) == 6
+    assert "skipped: Could not decode the image" in capsys.readouterr().err
+    with pytest.raises(UserError, match="Could not decode"):
+        read_image_file(root / "cat" / "broken.png")
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(UserError, match="one class only"):
+        read_image_folder(_folder(tmp_path / "one", classes=("cat",)), image_size=(8, 8))
+    root = _folder(tmp_path / "empty_class")
+    (root / "bird").mkdir()
+    with pytest.raises(UserError, match=r"class folders \['bird'\] .* hold no images"):
+        read_image_folder(root, image_size=(8, 8))
+    (tmp_path / "nothing" / "cat").mkdir(parents=True)
+    with pytest.raises(UserError, match="No images"):
+        read_image_folder(tmp_path / "nothing")
+    root = _folder(tmp_path / "all_broken")
+    for path in root.rglob("*.png"):
+        path.write_bytes(b"junk")
+    with pytest.raises(UserError, match="None of the"):
+        read_image_folder(root, image_size=(8, 8))
+    with pytest.raises(UserError, match="not a known data set"):
+        load_data(str(tmp_path / "does-not-exist"))
+
+
+def test_image_files_gray_for_rgb_rgb_for_gray_and_very_large(tmp_path):
+    gray = _save(tmp_path / "gray.png", np.full((20, 30), 90), "L")
+    color = _save(tmp_path / "color.png", np.dstack([np.full((20, 30), v) for v in (255, 0, 0)]))
+    as_rgb = read_image_file(gray, (10, 10), channels=3)
+    assert as_rgb.shape == (10, 10, 3) and (as_rgb == 90).all()
+    as_gray = read_image_file(color, (10, 10), channels=1)
+    assert as_gray.shape == (10, 10, 1) and (as_gray == 76).all()  # ITU-R 601-2 luma of red.
+    large = _save(tmp_path / "large.png", np.full((3000, 4000, 3), 128))
+    assert read_image_file(large, (28, 28), channels=1).shape == (28, 28, 1)
+    with pytest.raises(UserError, match="No such image file"):
+        read_image_file(tmp_path / "missing.png")
+
+
+def test_arrays():
+    rng = np.random.default_rng(0)
+    images = rng.random((40, 6, 6, 3))  # Floats in 0-1.
+    data = ImageData.from_arrays(images, np.array(["b", "a"] * 20))
+    assert data.class_names == ["a", "b"] and data.get("train")[0].dtype == np.uint8
+    assert data.with_channels(1).image_shape == (6, 6, 1)
+    with pytest.raises(UserError, match="one class only"):
+        ImageData.from_arrays(images, np.zeros(40, int), class_names=["a"])
+    with pytest.raises(UserError, match="40 images but 3 labels"):
+        ImageData.from_arrays(images, [0, 1, 0])
+    with pytest.raises(UserError, match="must lie in 0..1"):
+        ImageData.from_arrays(images, np.arange(40) % 3, class_names=["a", "b"])
+    with pytest.raises(UserError, match="Expected images of shape"):
+        ImageData.from_arrays(np.zeros((4, 6)), [0, 1, 0, 1])
+
+
+# === Model ===
+
+
+def test_vit_takes_raw_images_of_any_size_and_reloads_safely(tmp_path):
+    model = build_vit((8, 8, 1), num_classes=3, size="micro", patch_size=2, pooling="mean")
+    images = np.random.default_rng(0).integers(0, 255, (2, 8, 8, 1)).astype("uint8")
+    probabilities = model.predict(images, verbose=0)
+    assert probabilities.shape == (2, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
+    assert model.predict(np.zeros((1, 24, 16, 1), "uint8"), verbose=0).shape == (1, 3)  # Resized inside.
+    model.save(tmp_path / "vit.keras")
+    reloaded = keras.saving.load_model(tmp_path / "vit.keras", safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), probabilities, atol=1e-6)
+    maps = attention_rollout(reloaded, images)
+    assert maps.shape == (2, 4, 4) and maps.min() == 0.0 and maps.max() == pytest.approx(1.0)
+
+
+def test_vit_settings_are_validated():
+    with pytest.raises(ValueError, match="Unknown size: 'huge'"):
+        build_vit((8, 8, 1), 2, size="huge")
+    with pytest.raises(ValueError, match="Unknown pooling: 'max'"):
+        build_vit((8, 8, 1), 2, pooling="max")
+    with pytest.raises(ValueError, match="not divisible by num_heads"):
+        build_vit((8, 8, 1), 2, hidden_dim=10, num_heads=4)
+    with pytest.raises(ValueError, match="Unknown ViT settings"):
+        build_vit((8, 8, 1), 2, depth=3)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        build_vit((8, 8, 1), 1)
+
+
+# === Training and using a run ===
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A micro ViT trained briefly on the real digits (the whole training split)."""
+    output = tmp_path_factory.mktemp("runs") / "digits"
+    # No shifts: a short run learns faster without them (about 0.83 after 10 epochs).
+    metrics = train("digits", output, epochs=10, learning_rate=5e-3, translate=0.0, **FAST)
+    return output, metrics
+
+
+def test_training_on_digits_learns_and_writes_a_whole_run_folder(digits_run):
+    output, metrics = digits_run
+    assert metrics["test_accuracy"] >= 0.6  # Chance is 0.1; the full recipe reaches >= 0.98.
+    assert metrics["test_examples"] == 359 and metrics["train_examples"] == 1295
+    assert sorted(p.name for p in output.iterdir()) == sorted([
+        "model.keras", "metrics.json", "history.csv", "settings.json", "learning_curves.png",
+        "attention_rollout.png", "confusion_matrix.png"])
+    assert not list(output.parent.glob(".*partial"))
+    settings = json.loads((output / "settings.json").read_text())
+    assert settings["class_names"][:2] == ["0", "1"] and settings["recipe"]["model"]["size"] == "micro"
+    model = keras.saving.load_model(output / "model.keras", safe_mode=True)
+    images, labels = load_digits().get("test")
+    accuracy = (model.predict(images, verbose=0).argmax(-1) == labels).mean()
+    assert accuracy == pytest.approx(metrics["test_accuracy"])
+
+
+def test_evaluate_from_the_command_line(digits_run, tmp_path, capsys):
+    output, metrics = digits_run
+    assert cli.main(["evaluate", "image-classification", "--model", str(output),
+                     "--json", str(tmp_path / "m.json")]) == 0
+    results = json.loads((tmp_path / "m.json").read_text())
+    assert results["accuracy"] == pytest.approx(metrics["test_accuracy"]) and results["split"] == "test"
+    assert "accuracy" in capsys.readouterr().out
+    assert evaluate(output, split="all")["examples"] == 1797
+
+
+def test_predict_top_k_with_attention_pictures_then_export_and_run_it(digits_run, tmp_path, capsys):
+    output, _ = digits_run
+    images, labels = load_digits().get("test")
+    files = [_save(tmp_path / f"digit{i}.png", images[i, ..., 0], "L") for i in range(3)]
+    files.append(_save(tmp_path / "big_color.png", np.repeat(np.kron(images[3], np.ones((8, 8, 1))), 3, -1)))
+    results = predict(output, files, top_k=2, attention_dir=tmp_path / "pictures")["predictions"]
+    assert [len(r["labels"]) for r in results] == [2, 2, 2, 2]
+    assert all(r["probabilities"][0] >= r["probabilities"][1] for r in results)
+    assert (tmp_path / "pictures" / "digit0_attention.png").stat().st_size > 1000
+    assert "digit0.png:" in capsys.readouterr().out
+
+    assert cli.main(["export", "image-classification", "--model", str(output),
+                     "--output", str(tmp_path / "export")]) == 0
+    exported = predict(tmp_path / "export", files, top_k=2, quiet=True)["predictions"]
+    for ours, theirs in zip(results, exported):
+        assert ours["labels"] == theirs["labels"]
+        np.testing.assert_allclose(ours["probabilities"], theirs["probabilities"], atol=1e-4)
+    argv = ["predict", "image-classification", "--model", str(tmp_path / "export"), str(files[0])]
+    assert cli.main(argv) == 0
+    with pytest.raises(UserError, match="Could not decode"):
+        predict(output, [_broken(tmp_path)])
+
+
+def _broken(tmp_path):
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(b"\xff\xd8\xff not a jpeg")
+    return path
+
+
+def test_evaluate_with_labels_the_model_does_not_know(digits_run, tmp_path):
+    output, _ = digits_run
+    images, _ = load_digits().get("test")
+    for name in ("3", "cat"):
+        for i in range(2):
+            _save(tmp_path / "data" / name / f"{i}.png", images[i, ..., 0], "L")
+    with pytest.raises(UserError, match=r"labels the model does not know: \['cat'\]"):
+        evaluate(output, data=str(tmp_path / "data"))
+
+
+def test_finetune_on_a_folder_with_new_classes_replaces_the_head(digits_run, tmp_path):
+    output, _ = digits_run
+    images, labels = load_digits().get("train")
+    for label, name in ((0, "zero"), (1, "one")):
+        for i, image in enumerate(images[labels == label][:10]):
+            _save(tmp_path / "data" / name / f"{i}.png", np.kron(image[..., 0], np.ones((2, 2))), "L")
+    metrics = finetune(output, str(tmp_path / "data"), tmp_path / "tuned", epochs=1, **{
+        k: v for k, v in FAST.items() if k not in ("size", "patch_size")})
+    settings = json.loads((tmp_path / "tuned" / "settings.json").read_text())
+    assert settings["class_names"] == ["one", "zero"] and settings["fine_tuned"]
+    model = keras.saving.load_model(tmp_path / "tuned" / "model.keras", safe_mode=True)
+    assert model.output_shape == (None, 2) and metrics["test_examples"] == 4
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_epoch=None, at_batch=None):
+        super().__init__()
+        self.at_epoch, self.at_batch = at_epoch, at_batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.at_batch:
+            raise RuntimeError("the machine went away")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt
+
+
+SUBSET = dict(FAST, max_examples=256, epochs=3, learning_rate=3e-3)
+
+
+def test_a_run_failing_midway_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        train("digits", tmp_path / "run", callbacks=[_Interrupt(at_batch=1)], **SUBSET)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_after_an_interruption_and_same_seed_same_result(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        train("digits", tmp_path / "run", callbacks=[_Interrupt(at_epoch=0)], **SUBSET)
+    assert not (tmp_path / "run").exists() and not list(tmp_path.rglob("model.keras"))
+    resumed = train("digits", tmp_path / "run", resume=True, **SUBSET)
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
+
+    first = train("digits", tmp_path / "a", **SUBSET)
+    again = train("digits", tmp_path / "b", **SUBSET)
+    for key in ("test_accuracy", "test_macro_f1", "validation_accuracy"):
+        assert first[key] == again[key]
+    weights_a = keras.saving.load_model(tmp_path / "a" / "model.keras").get_weights()
+    weights_b = keras.saving.load_model(tmp_path / "b" / "model.keras").get_weights()
+    for a, b in zip(weights_a, weights_b):
+        np.testing.assert_array_equal(a, b)
+    assert resumed["epochs"] == 3
+
+
+def test_training_from_the_command_line_with_a_user_mistake(tmp_path, capsys):
+    root = _folder(tmp_path / "one", classes=("cat",))
+    code = cli.main(["train", "image-classification", "--data", str(root), "--output", str(tmp_path / "run")])
+    assert code == 1 and not (tmp_path / "run").exists()
+    assert "one class only" in capsys.readouterr().err
+
+
+def test_training_on_arrays_in_python(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (60, 8, 8, 3), dtype="uint8")
+    labels = (images[..., 0].mean(axis=(1, 2)) > 127).astype(int)
+    metrics = train(ImageData.from_arrays(images, labels, ["dark", "light"]), tmp_path / "run",
+                    epochs=1, **FAST)
+    assert metrics["train_examples"] == 43 and os.path.exists(tmp_path / "run" / "model.keras")
