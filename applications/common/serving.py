@@ -85,8 +85,31 @@ def load_model(path):
         raise UserError(f"Could not load the model {path}: {str(error).splitlines()[0]}") from None
 
 
+def _export_for_inference(model, path, input_signature=None):
+    """`model.export`, but tracing `model(inputs, training=False)`.
+
+    `model.export` traces `model(inputs)` with `training=None`, and then a
+    keras preprocessing layer such as `Resizing` (whose `call` defaults to
+    `training=True`) switches training on for the layers after it: dropout
+    would be active in the export. Tracing with `training=False` rules that out.
+    """
+    if input_signature is None:
+        spec = lambda t: keras.InputSpec(shape=t.shape, dtype=t.dtype, name=t.name.split(":")[0])  # noqa: E731
+        input_signature = [keras.tree.map_structure(spec, model.input)]
+
+    def serve(*inputs):
+        return model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", serve, input_signature=input_signature)
+    archive.write_out(str(path), verbose=False)
+
+
 def export_model(model, path, settings=None, input_signature=None, overwrite=False):
     """Write a TensorFlow SavedModel of `model` (endpoint `serve`), atomically.
+
+    The endpoint runs the model in inference mode (`training=False`).
 
     Args:
         model: the `keras.Model` to export; it should take raw inputs.
@@ -108,7 +131,7 @@ def export_model(model, path, settings=None, input_signature=None, overwrite=Fal
     shutil.rmtree(work, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        model.export(str(work), format="tf_saved_model", verbose=False, input_signature=input_signature)
+        _export_for_inference(model, work, input_signature)
         if settings is not None:
             write_json(work / SETTINGS_FILE, settings)
         if path.exists():

@@ -131,7 +131,10 @@ def build_vit(image_shape, num_classes, **settings):
     # === Functional Model ===
     pixel_values = keras.Input(shape=(None, None, channels), dtype="uint8", name="pixel_values")
     x = rescaling(pixel_values)
-    x = resizing(x)  # [B, H, W, C]
+    # training=False: Resizing's call defaults to training=True, which a call
+    # without `training` (`model(images)`, `model.export`) would pass on to the
+    # dropout layers after it.
+    x = resizing(x, training=False)  # [B, H, W, C]
     x = patch_embedding(x)  # [B, T, D]
     for encoder_layer in encoder_layers:
         x = encoder_layer(x)  # [B, T, D]

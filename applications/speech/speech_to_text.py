@@ -195,10 +195,12 @@ def usable(utterances, config, quiet=False):
 
 
 def make_dataset(utterances, config, training, seed=0):
-    """Batches of `({"spectrogram", "frame_mask"}, packed targets)`.
+    """Batches of `({"spectrogram", "frame_mask"}, packed targets)`, and their number.
 
-    The targets pack, per clip, the number of real frames and the label ids
-    padded with 0: `[frames, l1, l2, ..., 0, 0]` (what `ctc_loss` unpacks).
+    Clips are batched with clips of about their length (buckets of 1 s), so
+    that little of a batch is padding. The targets pack, per clip, the number
+    of real frames and the label ids padded with 0: `[frames, l1, l2, ..., 0,
+    0]` (what `ctc_loss` unpacks).
     """
     log_mel = features.LogMel(config["sample_rate"], config["frame_length"], config["frame_step"],
                               config["num_mel_bins"], config["level"])
@@ -228,8 +230,13 @@ def make_dataset(utterances, config, training, seed=0):
         frame_count = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1, keepdims=True)
         return {"spectrogram": frames, "frame_mask": mask}, tf.concat([frame_count, label], axis=1)
 
-    dataset = dataset.map(to_float).padded_batch(config["batch_size"])
-    return dataset.map(to_features).prefetch(2)
+    boundaries = [int(seconds * config["sample_rate"]) for seconds in range(1, int(config["max_clip_seconds"]) + 1)]
+    dataset = dataset.map(to_float).bucket_by_sequence_length(
+        lambda waveform, length, label: tf.shape(waveform)[0], boundaries,
+        [config["batch_size"]] * (len(boundaries) + 1))
+    sizes = np.bincount(np.searchsorted(boundaries, [len(w) + 1 for w in pcm], side="right"))
+    batches = int(sum(-(-size // config["batch_size"]) for size in sizes))
+    return dataset.map(to_features).prefetch(2), batches
 
 
 PCM_SCALE = 16384.0
@@ -317,9 +324,9 @@ def compile_model(model, steps, config):
 
 def train(serving, training, train_set, run, config, epochs, seed=0, validation=None, quiet=False):
     """Fit the training face, then copy its embedding into the serving face."""
-    dataset = make_dataset(train_set, config, training=True, seed=seed)
-    compile_model(training, epochs * len(dataset), config)
-    validation_data = None if validation is None else make_dataset(validation, config, training=False)
+    dataset, batches = make_dataset(train_set, config, training=True, seed=seed)
+    compile_model(training, epochs * batches, config)
+    validation_data = None if validation is None else make_dataset(validation, config, training=False)[0]
     start = time.perf_counter()
     history = common_training.fit(training, dataset, run, epochs, validation_data=validation_data, quiet=quiet)
     features.sync_embedding(training, serving)

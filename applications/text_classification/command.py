@@ -1,6 +1,6 @@
 """`keras-attention VERB text-classification`: the command-line protocol.
 
-    keras-attention train text-classification --data sst2 --output runs/sst2
+    keras-attention train text-classification --output runs/sst2          # SST-2
     keras-attention train text-classification --data reviews.csv --text-column review --label-column stars
     keras-attention evaluate text-classification --model runs/sst2 --data sst2 --json metrics.json
     keras-attention predict text-classification --model runs/sst2 "a gripping film" --attention attention.png
@@ -50,25 +50,32 @@ def add_arguments(parser, verb):
                            help="the text column: 0-based index or header name (default: detected)")
         files.add_argument("--label-column", metavar="COLUMN",
                            help="the label column: 0-based index or header name (default: detected)")
-        files.add_argument("--encoding", help="text encoding of the files (default: utf-8)")
+        files.add_argument("--encoding", help="text encoding of TSV/CSV/.txt files, e.g. latin-1 "
+                           "(default: utf-8)")
     if verb in ("train", "finetune"):
         parser.add_argument("--max-examples", type=positive_int, metavar="N",
                             help="train on a stratified sample of N training examples")
     if verb == "train":
+        parser.set_defaults(data="sst2")
         model = parser.add_argument_group("model and tokenizer (default: the recipe's settings)")
-        model.add_argument("--vocabulary-size", type=positive_int)
-        model.add_argument("--sequence-length", type=positive_int, help="pieces kept per text")
-        model.add_argument("--hidden-dim", type=positive_int)
-        model.add_argument("--num-layers", type=positive_int)
-        model.add_argument("--num-heads", type=positive_int)
-        model.add_argument("--intermediate-dim", type=positive_int)
-        model.add_argument("--dropout", type=_fraction)
+        model.add_argument("--vocabulary-size", type=positive_int, metavar="N",
+                           help="most WordPiece entries learned from the training texts")
+        model.add_argument("--sequence-length", type=positive_int, metavar="N",
+                           help="pieces kept per text; longer texts are truncated")
+        model.add_argument("--hidden-dim", type=positive_int, metavar="N")
+        model.add_argument("--num-layers", type=positive_int, metavar="N", help="encoder blocks")
+        model.add_argument("--num-heads", type=positive_int, metavar="N")
+        model.add_argument("--intermediate-dim", type=positive_int, metavar="N",
+                           help="feed-forward width")
+        model.add_argument("--dropout", type=_fraction, metavar="RATE")
         model.add_argument("--pooling", choices=("mean", "max", "attention", "cls"))
-        model.add_argument("--ensemble-size", type=positive_int, help="encoders averaged")
+        model.add_argument("--ensemble-size", type=positive_int, metavar="N",
+                           help="independent encoders whose probabilities average")
     if verb in ("train", "finetune"):
         training = parser.add_argument_group("training")
-        training.add_argument("--learning-rate", type=_positive_float, help="peak of the schedule")
-        training.add_argument("--patience", type=positive_int,
+        training.add_argument("--learning-rate", type=_positive_float, metavar="RATE",
+                              help="peak of the schedule")
+        training.add_argument("--patience", type=positive_int, metavar="N",
                               help="early stopping: epochs without a better validation accuracy")
     if verb == "predict":
         parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")

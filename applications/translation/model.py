@@ -484,7 +484,7 @@ class Translator(keras.Model):
         self.seq2seq = seq2seq
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
-        self._generators = {}
+        self._generators = _FunctionCache()
         self.built = True
 
     def call(self, inputs, training=False):
@@ -527,7 +527,7 @@ class Translator(keras.Model):
     def generate(self, encoder_token_ids, search="greedy", beam_width=4, length_penalty=0.6, cached=True):
         """Target ids `(B, sequence_length)` for source ids `(B, S)`: start, tokens, end, padding."""
         key = (search, beam_width, float(length_penalty), cached)
-        if key not in self._generators:
+        if key not in self._generators.functions:
             searcher = self.search(search, beam_width, length_penalty)
             next = self.decoding_step(cached)
             length = self.sequence_length
@@ -540,8 +540,8 @@ class Translator(keras.Model):
                 cache = self.seq2seq.start_cache(encoder_token_ids, prompt)
                 return searcher(next, prompt, cache=cache, index=1)
 
-            self._generators[key] = generate
-        return self._generators[key](tf.convert_to_tensor(encoder_token_ids, tf.int32))
+            self._generators.functions[key] = generate
+        return self._generators.functions[key](tf.convert_to_tensor(encoder_token_ids, tf.int32))
 
     def serving_function(self, search="greedy", beam_width=4, length_penalty=0.6):
         """A TensorFlow function from sentences `(B,)` to translations `(B,)`, for export.
@@ -658,6 +658,13 @@ class Translator(keras.Model):
         for key in ("seq2seq", "source_tokenizer", "target_tokenizer"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+class _FunctionCache:
+    """The traced decoding functions of a `Translator`, kept out of Keras and TensorFlow tracking."""
+
+    def __init__(self):
+        self.functions = {}
 
 
 def split_at_words(token_ids, vocabulary, limit):

@@ -75,7 +75,7 @@ def tokenize(tokenizer, sentences):
     Runs TensorFlow ops, inside `tf.function` and `tf.data` as well as eagerly.
     """
     if tf.executing_eagerly():
-        return _traced(tokenizer, "tokenize")(tf.convert_to_tensor(sentences, tf.string))
+        return _run_traced(tokenizer, "tokenize", tf.convert_to_tensor(sentences, tf.string))
     return tf.cast(tokenizer.tokenize(sentences), tf.int32)  # [B, None] pieces
 
 
@@ -87,7 +87,7 @@ def detokenize(tokenizer, token_ids):
     a space where the text had one.
     """
     if tf.executing_eagerly():
-        return _traced(tokenizer, "detokenize")(tf.convert_to_tensor(token_ids, tf.int32))
+        return _run_traced(tokenizer, "detokenize", tf.convert_to_tensor(token_ids, tf.int32))
     token_ids = tf.cast(token_ids, tf.int32)
     before_end = tf.equal(tf.cumsum(tf.cast(tf.equal(token_ids, END_ID), tf.int32), axis=1), 0)
     keep = before_end & (token_ids != PAD_ID) & (token_ids != START_ID)
@@ -98,6 +98,19 @@ def detokenize(tokenizer, token_ids):
 # slow pure-Python path outside, so eager calls go through one traced function
 # per tokenizer and direction.
 _TRACED = {}
+
+
+def _run_traced(tokenizer, direction, inputs):
+    try:
+        return _traced(tokenizer, direction)(inputs)
+    except tf.errors.NotFoundError:
+        # `keras.backend.clear_session()` clears TensorFlow's kernel cache,
+        # which owns the SentencePiece model resources of existing tokenizers
+        # (tensorflow_text's TODO b/318839908): rebuild the resource and retrace.
+        tokenizer.set_proto(tokenizer.proto)
+        for key in [k for k in _TRACED if k[0] is tokenizer]:
+            del _TRACED[key]
+        return _traced(tokenizer, direction)(inputs)
 
 
 def _traced(tokenizer, direction):

@@ -189,6 +189,14 @@ def test_vit_takes_raw_images_of_any_size_and_reloads_safely(tmp_path):
     assert maps.shape == (2, 4, 4) and maps.min() == 0.0 and maps.max() == pytest.approx(1.0)
 
 
+def test_vit_without_a_training_flag_runs_in_inference_mode():
+    # keras' Resizing defaults to training=True and would switch dropout on after it.
+    model = build_vit((8, 8, 1), num_classes=3, size="micro", patch_size=2, dropout=0.5, head_dropout=0.5)
+    images = np.random.default_rng(0).integers(0, 255, (2, 8, 8, 1)).astype("uint8")
+    expected = model.predict(images, verbose=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images)), expected, atol=1e-6)
+
+
 def test_vit_settings_are_validated():
     with pytest.raises(ValueError, match="Unknown size: 'huge'"):
         build_vit((8, 8, 1), 2, size="huge")

@@ -50,9 +50,11 @@ def test_speech_to_text_faces_agree_on_clips_of_different_lengths():
     serving, training = stt.build_models(config)
     rng = np.random.default_rng(0)
     # Quantized as the pipeline stores them, so both faces see the same samples.
-    waveforms = [np.round(_speech_like(rng, n) * stt.PCM_SCALE) / stt.PCM_SCALE for n in (5000, 9000, 12000)]
+    waveforms = [np.round(_speech_like(rng, n) * stt.PCM_SCALE) / stt.PCM_SCALE for n in (9000, 12000, 15000)]
     utterances = stt.Utterances(waveforms, ["one", "two", "three"], ["", "", ""])
-    inputs, packed = next(iter(stt.make_dataset(utterances, config, training=False)))
+    dataset, batches = stt.make_dataset(utterances, config, training=False)
+    assert batches == 1  # All three fall in the 1-2 s bucket.
+    inputs, packed = next(iter(dataset))
     features.sync_embedding(training, serving)
     batch, frames = stt.pad_clips(waveforms, config)
     np.testing.assert_array_equal(packed[:, 0], frames)
@@ -64,6 +66,15 @@ def test_speech_to_text_faces_agree_on_clips_of_different_lengths():
     trained = training.predict(inputs, verbose=0)
     for i, count in enumerate(frames):
         np.testing.assert_allclose(trained[i, :count], served[i, :count], atol=1e-4)
+
+
+def test_speech_to_text_batches_clips_of_about_the_same_length():
+    config = stt.settings(batch_size=2)
+    lengths = (4000, 5000, 6000, 9000, 20000)  # Buckets of 1 s: 3 + 1 + 1 clips.
+    utterances = stt.Utterances([np.ones(n, "float32") for n in lengths], ["one"] * 5, [""] * 5)
+    dataset, batches = stt.make_dataset(utterances, config, training=True)
+    sizes = sorted(int(inputs["spectrogram"].shape[0]) for inputs, _ in dataset)
+    assert batches == 4 and sizes == [1, 1, 1, 2]
 
 
 def test_spec_augment_masks_real_frames_with_the_clip_mean():

@@ -66,8 +66,9 @@ def value_and_gradients(function, arrays, cotangent):
             output = function(*tensors)
             return (output.astype("float32") * cotangent).sum(), output
 
-        (_, output), gradients = jax.value_and_grad(
-            loss, argnums=tuple(range(len(arrays))), has_aux=True
+        # Compiled once: eager JAX would compile every loop and branch anew.
+        (_, output), gradients = jax.jit(
+            jax.value_and_grad(loss, argnums=tuple(range(len(arrays))), has_aux=True)
         )(*arrays)
     else:
         import torch
@@ -80,7 +81,11 @@ def value_and_gradients(function, arrays, cotangent):
 
 
 def compiled(function):
-    """`function` traced and compiled the way each backend trains."""
+    """`function` traced and compiled the way each backend trains.
+
+    Eager JAX compiles each loop and branch of the blocked path on every
+    call (seconds each); one `jax.jit` compiles the whole call once.
+    """
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -91,6 +96,13 @@ def compiled(function):
 
         return jax.jit(function)
     return function
+
+
+def attend(query, key, value, **kwargs):
+    """`dot_product_attention`, compiled under JAX (see `compiled`)."""
+    if keras.backend.backend() != "jax":
+        return dot_product_attention(query, key, value, **kwargs)
+    return compiled(lambda *tensors: dot_product_attention(*tensors, **kwargs))(query, key, value)
 
 
 def random_inputs(batch=2, query_length=5, key_length=11, heads=4, key_value_heads=2, head_dim=8, seed=0):
@@ -132,7 +144,7 @@ def test_matches_keras_dot_product_attention(implementation, masking, key_value_
     else:
         kwargs["is_causal"] = True
     expected = ops.dot_product_attention(query, key, value, **kwargs)
-    output = dot_product_attention(
+    output = attend(
         query, key, value, implementation=implementation, block_size=2, **kwargs
     )
     np.testing.assert_allclose(to_numpy(output), to_numpy(expected), atol=1e-5)
@@ -153,7 +165,7 @@ def test_matches_numpy_reference(implementation, key_value_heads, mask_shape, bi
     mask = None if mask_shape is None else random_mask(mask_shape, empty_row=(1, 2))
     rng = np.random.default_rng(3)
     bias = None if bias_shape is None else rng.normal(size=bias_shape).astype("float32")
-    output = dot_product_attention(
+    output = attend(
         query,
         key,
         value,
@@ -236,7 +248,7 @@ def test_blocked_fast_step_falls_back_to_exact_step():
     query = np.ones_like(query)
     key = np.zeros_like(key)
     key[:, 8:] = 100.0  # logits 0 in blocks 0-1, 100 in block 2
-    output = dot_product_attention(query, key, value, scale=1.0 / 8, implementation="blocked", block_size=4)
+    output = attend(query, key, value, scale=1.0 / 8, implementation="blocked", block_size=4)
     expected = numpy_attention(query, key, value, scale=1.0 / 8)
     np.testing.assert_allclose(to_numpy(output), expected, atol=1e-5)
 
@@ -253,7 +265,7 @@ def test_hand_computed_example(implementation):
     query = np.array([1.0, 0.0], "float32").reshape(1, 1, 1, 2)
     key = np.array([[1.0, 0.0], [0.0, 1.0]], "float32").reshape(1, 2, 1, 2)
     value = np.array([[1.0, 2.0], [3.0, 4.0]], "float32").reshape(1, 2, 1, 2)
-    output = dot_product_attention(query, key, value, scale=1.0, implementation=implementation, block_size=1)
+    output = attend(query, key, value, scale=1.0, implementation=implementation, block_size=1)
     np.testing.assert_allclose(to_numpy(output).reshape(2), [1.5378828, 2.5378828], atol=1e-6)
 
 
@@ -264,8 +276,8 @@ def test_causal_ignores_the_future(implementation):
     changed_key[:, 4:] += 5.0
     changed_value[:, 4:] -= 5.0
     kwargs = dict(is_causal=True, implementation=implementation, block_size=2)
-    before = to_numpy(dot_product_attention(query, key, value, **kwargs))
-    after = to_numpy(dot_product_attention(query, changed_key, changed_value, **kwargs))
+    before = to_numpy(attend(query, key, value, **kwargs))
+    after = to_numpy(attend(query, changed_key, changed_value, **kwargs))
     np.testing.assert_allclose(after[:, :4], before[:, :4], atol=1e-6)
     assert not np.allclose(after[:, 4:], before[:, 4:])
 
@@ -273,7 +285,7 @@ def test_causal_ignores_the_future(implementation):
 def test_return_attention_scores():
     query, key, value = random_inputs()
     mask = random_mask((2, 5, 11), empty_row=(0, 1))
-    output, scores = dot_product_attention(query, key, value, mask=mask, return_attention_scores=True)
+    output, scores = attend(query, key, value, mask=mask, return_attention_scores=True)
     scores = to_numpy(scores)
     assert scores.shape == (2, 4, 5, 11)
     row_sums = scores.sum(-1)
@@ -293,10 +305,10 @@ def test_automatic_implementation(monkeypatch):
     monkeypatch.setattr(attention_module, "blocked_dot_product_attention", spy)
     monkeypatch.setattr(attention_module, "AUTO_BLOCKED_MIN_LOGITS", 5 * 11)
     query, key, value = random_inputs()
-    dot_product_attention(query, key, value, is_causal=True)
+    attend(query, key, value, is_causal=True)
     assert len(calls) == 1 and calls[0]["is_causal"]  # causal mask made per block
-    dot_product_attention(query, key, value, return_attention_scores=True)
-    dot_product_attention(query, key[:, :10], value[:, :10])
+    attend(query, key, value, return_attention_scores=True)
+    attend(query, key[:, :10], value[:, :10])
     assert len(calls) == 1  # scores asked, or T * S below the threshold: plain
 
 
@@ -308,7 +320,7 @@ def test_automatic_implementation(monkeypatch):
 def test_fully_masked_rows_give_zeros(implementation, dtype):
     query, key, value = (ops.cast(x, dtype) for x in random_inputs())
     mask = random_mask((2, 5, 11), empty_row=(1, 2))
-    output = dot_product_attention(query, key, value, mask=mask, implementation=implementation, block_size=4)
+    output = attend(query, key, value, mask=mask, implementation=implementation, block_size=4)
     assert keras.backend.standardize_dtype(output.dtype) == dtype
     output = to_numpy(output)
     assert np.all(np.isfinite(output))
@@ -347,7 +359,7 @@ def test_float16_fill_value_never_overflows(implementation):
     bias = np.zeros((2, 1, 5, 11), "float16")
     bias[..., 5:] = mask_fill_value("float16")
     mask = random_mask((2, 5, 11))
-    output = dot_product_attention(
+    output = attend(
         ops.cast(query * 20, "float16"),
         ops.cast(key, "float16"),
         ops.cast(value, "float16"),
