@@ -95,7 +95,11 @@ def _export_for_inference(model, path, input_signature=None):
     """
     if input_signature is None:
         spec = lambda t: keras.InputSpec(shape=t.shape, dtype=t.dtype, name=t.name.split(":")[0])  # noqa: E731
-        input_signature = [keras.tree.map_structure(spec, model.input)]
+        try:
+            structure = model.input  # A tensor, list or dict, as the model takes it.
+        except (AttributeError, ValueError):  # A reloaded Sequential model has `inputs` only.
+            structure = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        input_signature = [keras.tree.map_structure(spec, structure)]
 
     def serve(*inputs):
         return model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)

@@ -49,18 +49,20 @@ RECIPES = {
         ),
     ),
     "fashion-mnist": dict(
-        model=dict(size="small", patch_size=4, pooling="cls", dropout=0.1),  # 28x28 -> 49 patches + 1.
-        epochs=20,
+        # 28x28 -> 49 patches of 4x4. Sized for 30 minutes on 2 CPU cores: one epoch of the
+        # tiny ViT costs about 150 CPU-seconds; the small one about four times as much.
+        model=dict(size="tiny", patch_size=4, pooling="mean", dropout=0.0),
+        epochs=18,
         batch_size=128,
-        learning_rate=1e-3,
+        learning_rate=2e-3,
         warmup_epochs=2,
         weight_decay=0.05,
         label_smoothing=0.1,
-        ema_momentum=0.0,  # Weight averaging (0: off).
-        jit_compile=True,  # XLA: ~25% faster steps, worth its compile time on a long run.
-        # Clothes are left-right symmetric: flips suit them.
+        ema_momentum=0.0,
+        jit_compile=True,  # XLA: faster steps, worth its compile time (~30 s) on a long run.
+        # Clothes are left-right symmetric: flips suit them. Shifts of up to 2 pixels.
         augmentation=dict(
-            translate=0.1, rotate=0.0, zoom=0.0, flip=True, rand_augment=False, mixup=0.0, cutmix=0.0
+            translate=0.07, rotate=0.0, zoom=0.0, flip=True, rand_augment=False, mixup=0.0, cutmix=0.0
         ),
     ),
     "default": dict(

@@ -70,6 +70,7 @@ FSDD_TEST_SEQUENCES = 300  # Joined recordings of the held-out speaker.
 HOLDOUT_SPEAKER = "lucas"  # The FSDD speaker kept out of training.
 VALIDATION_FRACTION = 0.1  # Of a corpus with no test/ part of its own.
 BEAM_WIDTH = 16  # Beam search width.
+PCM_SCALE = 16384.0  # Training audio is held as 16-bit PCM at half scale (resampling overshoots 1.0).
 
 
 def settings(**overrides):
@@ -204,8 +205,6 @@ def make_dataset(utterances, config, training, seed=0):
     """
     log_mel = features.LogMel(config["sample_rate"], config["frame_length"], config["frame_step"],
                               config["num_mel_bins"], config["level"])
-    # Stored as 16-bit PCM with 2x headroom (resampling can overshoot 1.0); the
-    # model normalizes every clip's level anyway.
     pcm = [np.clip(np.round(w * PCM_SCALE), -32768, 32767).astype("int16") for w in utterances.waveforms]
     lengths = np.array([_last_nonzero(w) for w in pcm], "int32")
     waveforms = tf.RaggedTensor.from_row_lengths(np.concatenate(pcm), [len(w) for w in pcm])
@@ -237,9 +236,6 @@ def make_dataset(utterances, config, training, seed=0):
     sizes = np.bincount(np.searchsorted(boundaries, [len(w) + 1 for w in pcm], side="right"))
     batches = int(sum(-(-size // config["batch_size"]) for size in sizes))
     return dataset.map(to_features).prefetch(2), batches
-
-
-PCM_SCALE = 16384.0
 
 
 def _last_nonzero(waveform):

@@ -194,7 +194,8 @@ def _predict(args):
         folder.mkdir(parents=True, exist_ok=True)
         for prediction in predictions:
             path = Path(prediction["file"])
-            waveform, _ = audio.read_wav(path, config["sample_rate"], max_seconds=config["max_clip_seconds"])
+            waveform, _ = audio.read_wav(path, config["sample_rate"], max_seconds=None)
+            waveform = recipe.split_long(waveform, config)[0]  # The first 8 s of a long file.
             picture = folder / f"{path.stem}.attention.png"
             recipe.plot_attention(model, waveform, picture, f"{path.name}: {prediction['text']}", config)
             prediction["attention"] = str(picture)

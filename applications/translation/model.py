@@ -4,7 +4,7 @@ Both sequence-to-sequence networks take `encoder_token_ids` `(B, S)` and
 `decoder_token_ids` `(B, T)` (id 0 is padding) and return next-token logits
 `(B, T, V)`; both decode one token at a time with a cache through `next`
 (keras_hub's sampler protocol, see `keras_attention.generation`) and recompute
-the same logits from scratch with `next_uncached`. The `Translator` wraps one
+the same logits over the whole prefix with `next_uncached`. The `Translator` wraps one
 network with its two tokenizers: raw strings in, translations out; it is what
 `model.keras` holds.
 """
@@ -48,20 +48,32 @@ def _previous_token(token_ids, index):
 
 
 class Seq2SeqDecoding:
-    """What both networks share: uncached decoding and the cache-free checks."""
+    """Decoding without a cache, shared by both networks.
+
+    Each network implements `encode`, `start_cache`, `next` (one cached
+    step) and `decode(cache, decoder_token_ids, return_attention_scores)`,
+    the decoder over a whole target prefix given the encoder outputs in the
+    cache.
+    """
 
     def next_uncached(self, token_ids, cache, index):
-        """`next` without a cache: run the whole network on the prefix `token_ids[:, :index]`.
+        """`next` without decoder caches: run the decoder over the whole prefix `token_ids[:, :index]`.
 
-        The reference for `next` (the same logits, up to float error) and the
+        The encoder outputs still come from the cache (the source does not
+        change); the decoder recomputes every position at every step. The
+        reference for `next` (the same logits, up to float error) and the
         slow baseline of the decoding benchmark.
         """
-        prefix = token_ids[:, :index]
-        logits = self(
-            {"encoder_token_ids": cache["encoder_token_ids"], "decoder_token_ids": prefix},
-            training=False,
-        )  # [B, index, V]
-        return logits[:, -1], None, cache
+        logits, hidden_states = self.decode(cache, token_ids[:, :index])  # [B, index, V], [B, index, D]
+        return logits[:, -1], hidden_states[:, -1], cache
+
+    def cross_attention_scores(self, encoder_token_ids, decoder_token_ids):
+        """The cross-attention `(B, T, S)` of each target position over the source.
+
+        Transformer: the last decoder block's, averaged over heads.
+        """
+        cache = self.start_cache(encoder_token_ids, None)
+        return self.decode(cache, decoder_token_ids, return_attention_scores=True)[2]
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -194,17 +206,19 @@ class TransformerSeq2Seq(Seq2SeqDecoding, keras.Model):
     def start_cache(self, encoder_token_ids, prompt):
         """The cache for decoding `prompt` `(B, L)` (a start token at position 0).
 
-        Holds the encoder outputs and padding mask, the source ids (for
-        `next_uncached`), and the stacked self- and cross-attention caches
-        `(B, num_layers, 2, L or S, N, H)`, filled by running the start token
-        through the decoder once (which also fills the cross-attention caches).
+        Holds the encoder outputs and padding mask, and the stacked self- and
+        cross-attention caches `(B, num_layers, 2, L or S, N, H)`, filled by
+        running the start token through the decoder once (which also fills
+        the cross-attention caches). With `prompt=None`, the encoder outputs
+        only (for `decode`).
         """
         encoder_outputs, encoder_padding_mask = self.encode(encoder_token_ids)
+        if prompt is None:
+            return {"encoder_outputs": encoder_outputs, "encoder_padding_mask": encoder_padding_mask}
         batch_size, source_length = ops.shape(encoder_token_ids)[0], ops.shape(encoder_token_ids)[1]
         head_dim = self.hidden_dim // self.num_heads
         dtype = encoder_outputs.dtype
         cache = {
-            "encoder_token_ids": encoder_token_ids,
             "encoder_outputs": encoder_outputs,
             "encoder_padding_mask": encoder_padding_mask,
             "self_attention_cache": ops.zeros(
@@ -242,15 +256,23 @@ class TransformerSeq2Seq(Seq2SeqDecoding, keras.Model):
             cache["cross_attention_cache"] = ops.stack(cross_caches, axis=1)  # [B, layers, 2, S, N, H]
         return self.head(hidden_states), hidden_states, cache
 
-    def cross_attention_scores(self, encoder_token_ids, decoder_token_ids):
-        """The last decoder block's cross-attention `(B, T, S)`, averaged over heads."""
-        encoder_outputs, encoder_padding_mask = self.encode(encoder_token_ids)
-        y = self.decoder_embedding(decoder_token_ids)
+    def decode(self, cache, decoder_token_ids, return_attention_scores=False):
+        """The decoder over whole target prefixes `(B, T)`: logits `(B, T, V)` and hidden states.
+
+        With `return_attention_scores=True`, also the last block's
+        cross-attention averaged over heads, `(B, T, S)`.
+        """
         decoder_padding_mask = ops.not_equal(decoder_token_ids, tokenization.PAD_ID)
+        y = self.decoder_embedding(decoder_token_ids)
         for layer in self.decoder_layers:
-            y, _, cross_scores = layer(y, encoder_outputs, decoder_padding_mask=decoder_padding_mask,
-                                       encoder_padding_mask=encoder_padding_mask, return_attention_scores=True)
-        return ops.mean(cross_scores, axis=1)  # [B, T, S]
+            outputs = layer(y, cache["encoder_outputs"], decoder_padding_mask=decoder_padding_mask,
+                            encoder_padding_mask=cache["encoder_padding_mask"],
+                            return_attention_scores=return_attention_scores)
+            y = outputs[0] if return_attention_scores else outputs
+        hidden_states = self.decoder_norm(y)
+        if return_attention_scores:
+            return self.head(hidden_states), hidden_states, ops.mean(outputs[2], axis=1)
+        return self.head(hidden_states), hidden_states
 
     def get_config(self):
         return {
@@ -387,10 +409,9 @@ class RNNAttentionSeq2Seq(Seq2SeqDecoding, keras.Model):
         return encoder_outputs, encoder_padding_mask, state
 
     def start_cache(self, encoder_token_ids, prompt):
-        """The cache: source ids, encoder outputs and mask, and the decoder state `(B, units)`."""
+        """The cache: encoder outputs and mask, and the decoder state `(B, units)` (`prompt` unused)."""
         encoder_outputs, encoder_padding_mask, state = self.encode(encoder_token_ids)
         return {
-            "encoder_token_ids": encoder_token_ids,
             "encoder_outputs": encoder_outputs,
             "encoder_padding_mask": encoder_padding_mask,
             "state": state,
@@ -408,13 +429,23 @@ class RNNAttentionSeq2Seq(Seq2SeqDecoding, keras.Model):
         cache["state"] = state
         return self.head(vector), vector, cache
 
-    def cross_attention_scores(self, encoder_token_ids, decoder_token_ids):
-        """The attention weights `(B, T, S)` of each target position over the source."""
-        encoder_outputs, encoder_padding_mask, state = self.encode(encoder_token_ids)
-        decoder_outputs, _ = self.decoder_rnn(self.decoder_embedding(decoder_token_ids), initial_state=state)
-        _, scores = self.attention_layer(decoder_outputs, encoder_outputs, key_padding_mask=encoder_padding_mask,
-                                         return_attention_scores=True)
-        return scores
+    def decode(self, cache, decoder_token_ids, return_attention_scores=False):
+        """The decoder over whole target prefixes `(B, T)` from the cache's starting state.
+
+        Returns logits `(B, T, V)` and attentional vectors `(B, T, E)`, and with
+        `return_attention_scores=True` the attention weights `(B, T, S)`.
+        """
+        decoder_outputs, _ = self.decoder_rnn(self.decoder_embedding(decoder_token_ids),
+                                              initial_state=cache["state"])  # [B, T, units]
+        context = self.attention_layer(decoder_outputs, cache["encoder_outputs"],
+                                       key_padding_mask=cache["encoder_padding_mask"],
+                                       return_attention_scores=return_attention_scores)
+        if return_attention_scores:
+            context, scores = context
+        vector = self.attentional(ops.concatenate([context, decoder_outputs], axis=-1))  # [B, T, E]
+        if return_attention_scores:
+            return self.head(vector), vector, scores
+        return self.head(vector), vector
 
     def get_config(self):
         return {

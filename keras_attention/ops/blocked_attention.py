@@ -380,9 +380,14 @@ def _forward(blocks, query, key, value, mask, bias, key_with_ones, value_with_on
             lambda: exact_step(index, carry),
         )
 
-    carry = exact_step(0, (log_sum_exp, output))
-    step = fast_step if key_with_ones is not None else exact_step
-    log_sum_exp, output = _serial_fori_loop(1, blocks.num_blocks, step, carry)
+    carry = (log_sum_exp, output)
+    if key_with_ones is None or keras.backend.backend() == "jax":
+        # XLA fuses the exact step's passes into one loop over the block, so
+        # on JAX the fast step would only double what is compiled.
+        log_sum_exp, output = _serial_fori_loop(0, blocks.num_blocks, exact_step, carry)
+    else:
+        carry = exact_step(0, carry)
+        log_sum_exp, output = _serial_fori_loop(1, blocks.num_blocks, fast_step, carry)
     # A row that never saw a visible key weighted every block by zero: its
     # output is zeros (as on the plain path) and its log_sum_exp is FLOOR, so
     # the backward pass recomputes exp(FILL - FLOOR) = 0 probabilities there.

@@ -94,7 +94,8 @@ def sliding_window_mask(query_length, key_length, window_size, start_index=0):
     >>> ops.convert_to_numpy(sliding_window_mask(4, 4, window_size=2))[0].astype(int).tolist()
     [[1, 1, 0, 0], [1, 1, 1, 0], [0, 1, 1, 1], [0, 0, 1, 1]]
     """
-    if not isinstance(window_size, int) or window_size < 1:
+    # bool is an int subclass: window_size=True would silently mean 1.
+    if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:
         raise ValueError(
             f"`window_size` must be a positive integer. Received: "
             f"window_size={window_size!r}"

@@ -1,5 +1,6 @@
 """The ViT image-classification application: data, model, training, using a run."""
 
+import dataclasses
 import gzip
 import json
 import os
@@ -12,13 +13,13 @@ import pytest
 from PIL import Image
 
 from applications import cli
-from applications.common import UserError
+from applications.common import RemoteFile, UserError
+from applications.common.data import fetch
 from applications.image_classification import (
     ImageData,
     attention_rollout,
     build_vit,
     evaluate,
-    export,
     finetune,
     load_data,
     load_digits,
@@ -28,6 +29,7 @@ from applications.image_classification import (
     read_image_folder,
     train,
 )
+from applications.image_classification.data import FASHION_MNIST
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 FAST = dict(size="micro", patch_size=2, warmup_epochs=1, batch_size=64, quiet=True)
@@ -87,6 +89,19 @@ def test_fashion_mnist_by_name_resolves_in_the_data_dir(monkeypatch):
     monkeypatch.setenv("KERAS_ATTENTION_DATA", str(SHARED_DATA))
     data = load_data("fashion-mnist")
     assert len(data.get("test")[1]) == 10000 and len(data.get("train")[1]) == 54000
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "images" / "fashion-mnist").exists(), reason="shared data absent")
+def test_fashion_mnist_download_checks_the_published_checksums(monkeypatch, tmp_path):
+    # The published files, served from the shared folder instead of the network.
+    shared = SHARED_DATA / "images" / "fashion-mnist"
+    files = {name: RemoteFile((shared / name).as_uri(), remote.sha256)
+             for name, remote in FASHION_MNIST.files.items()}
+    local = dataclasses.replace(FASHION_MNIST, files=files)
+    monkeypatch.setenv("KERAS_ATTENTION_DATA", str(tmp_path))
+    folder = fetch(local)
+    assert folder == tmp_path / "images" / "fashion-mnist"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(FASHION_MNIST.files)
 
 
 def test_image_folder_of_any_size_and_mode(tmp_path):
