@@ -103,6 +103,12 @@ class ImageData:
         splits = {k: (to_channels(x, channels), y) for k, (x, y) in self.splits.items()}
         return ImageData(splits, self.class_names, self.name)
 
+    def relabel(self, class_names):
+        """The same data labelled by `class_names`, a superset of its own classes."""
+        index = np.array([class_names.index(c) for c in self.class_names], dtype="int64")
+        splits = {k: (x, index[y]) for k, (x, y) in self.splits.items()}
+        return ImageData(splits, list(class_names), self.name)
+
     @classmethod
     def from_arrays(cls, images, labels, class_names=None, splits=None, name="arrays"):
         """Build from NumPy arrays, holding out test and validation examples.
@@ -381,7 +387,10 @@ def read_image_folder(folder, image_size=None, channels=None, class_names=None):
             )
         unknown = sorted(set(classes) - set(names))
         if unknown:
-            raise UserError(f"Class folders {unknown} in {folder} are not classes of the model ({names}).")
+            raise UserError(
+                f"The data {folder} has labels the model does not know: {unknown}. "
+                f"The model's classes are {names}."
+            )
     if channels is None:
         channels = _folder_mode(all_files)
     if image_size is None:

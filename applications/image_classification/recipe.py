@@ -238,8 +238,8 @@ def train(
             only (quick checks).
         callbacks: extra keras callbacks.
         initial_model: a trained model to fine-tune instead of a new one.
-        initial_class_names: its classes; when the data's differ, its head
-            is replaced by a new one for the data's classes.
+        initial_class_names: its classes. When the data has other classes,
+            the head is replaced by a new one for the data's classes.
         **overrides: recipe entries (`learning_rate`, `warmup_epochs`, ...),
             model settings (`size`, `patch_size`, `pooling`, ...) and
             augmentation settings (`translate`, `flip`, `rand_augment`,
@@ -257,6 +257,8 @@ def train(
     data = load_data(data, image_size=image_size, channels=channels)
     if channels is not None:
         data = data.with_channels(channels)
+    if initial_class_names and set(data.class_names) <= set(initial_class_names):
+        data = data.relabel(initial_class_names)  # The model's head fits: keep it.
     class_names = data.class_names
     recipe = recipe_for(data.name, epochs=epochs, batch_size=batch_size, image_size=image_size, **overrides)
     x_train, y_train = data.get("train")
@@ -305,6 +307,7 @@ def train(
         metrics = {
             "test_accuracy": test["accuracy"],
             "test_macro_f1": test["macro_f1"],
+            "test_loss": test["loss"],
             "validation_accuracy": history[-1].get("val_accuracy") if history else None,
             "train_seconds": round(train_seconds, 1),
             "epochs": recipe["epochs"],

@@ -316,6 +316,16 @@ def test_finetune_on_a_folder_with_new_classes_replaces_the_head(digits_run, tmp
     assert model.output_shape == (None, 2) and metrics["test_examples"] == 4
 
 
+def test_finetune_from_the_command_line_on_the_same_classes_keeps_the_head(digits_run, tmp_path):
+    output, _ = digits_run
+    argv = ["finetune", "image-classification", "--model", str(output), "--data", "digits", "--epochs", "1",
+            "--max-examples", "128", "--warmup-epochs", "0", "--quiet", "--output", str(tmp_path / "tuned")]
+    assert cli.main(argv) == 0
+    before = keras.saving.load_model(output / "model.keras").get_layer("head").get_weights()
+    after = keras.saving.load_model(tmp_path / "tuned" / "model.keras").get_layer("head").get_weights()
+    assert after[0].shape == before[0].shape and not np.array_equal(after[0], before[0])  # Trained on.
+
+
 class _Interrupt(keras.callbacks.Callback):
     def __init__(self, at_epoch=None, at_batch=None):
         super().__init__()

@@ -31,11 +31,6 @@ def test_fill_value_is_finite_and_leaves_room_for_a_bias(dtype):
     assert np.isfinite(ops.convert_to_numpy(ops.cast(total, "float32")))
 
 
-def test_float16_fill_value_is_not_the_usual_minus_1e9():
-    assert np.isfinite(np.float16(mask_fill_value("float16")))
-    assert not np.isfinite(np.float16(-1e9))
-
-
 # === Causal and sliding-window masks ===
 
 
