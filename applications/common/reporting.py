@@ -41,12 +41,15 @@ def print_table(results, file=None):
 
 
 def read_history(path):
-    """The rows of a history CSV as dicts of floats (`[]` when there is none)."""
+    """The rows of a history CSV as dicts of floats, `epoch` an int (`[]` when there is none)."""
     path = Path(path)
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    for row in rows:
+        row["epoch"] = int(row.get("epoch", 0))
+    return rows
 
 
 def plot_learning_curves(history, path):

@@ -235,7 +235,9 @@ def make_dataset(utterances, config, training, seed=0):
         [config["batch_size"]] * (len(boundaries) + 1))
     sizes = np.bincount(np.searchsorted(boundaries, [len(w) + 1 for w in pcm], side="right"))
     batches = int(sum(-(-size // config["batch_size"]) for size in sizes))
-    return dataset.map(to_features).prefetch(2), batches
+    # The count is exact; telling tf.data spares Keras a first epoch of guessing.
+    dataset = dataset.map(to_features).apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset.prefetch(2), batches
 
 
 def _last_nonzero(waveform):

@@ -249,12 +249,14 @@ class AudioFeatureEmbedding(keras.layers.Layer):
             return None
         if self.input_type == "spectrogram":
             return input_mask  # [B, frames]
-        # Frame t is centred on sample t * frame_step; the last centre may
-        # fall one step past the end, where it takes the last sample's value.
-        num_samples = ops.shape(input_mask)[1]
-        num_frames = num_samples // self.frame_step + 1
-        centres = ops.minimum(ops.arange(num_frames) * self.frame_step, num_samples - 1)  # [frames]
-        return ops.take(input_mask, centres, axis=1)  # [B, frames]
+        # Frame t is centred on sample t * frame_step, t = 0 ... S // step;
+        # the last centre may fall on sample S, one past the end: it takes the
+        # last sample's value. A strided max pool of width 1 picks samples
+        # 0, step, 2 step, ... and keeps working when S is unknown (None).
+        input_mask = ops.concatenate([input_mask, input_mask[:, -1:]], axis=1)  # [B, S + 1]
+        input_mask = ops.cast(input_mask, "float32")[..., None]  # [B, S + 1, 1]
+        frame_mask = ops.max_pool(input_mask, pool_size=1, strides=self.frame_step, padding="valid")
+        return ops.greater(frame_mask[..., 0], 0.5)  # [B, frames]
 
     def compute_output_shape(self, input_shape):
         num_frames = input_shape[1]
@@ -290,6 +292,7 @@ def _trailing_zero_mask(inputs, input_type):
         nonzero = ops.not_equal(waveform, 0)  # [B, samples]
     else:
         nonzero = ops.any(ops.not_equal(inputs, 0), axis=-1)  # [B, frames]
-    positions = ops.arange(1, ops.shape(nonzero)[1] + 1)  # [T]
-    lengths = ops.max(ops.where(nonzero, positions, 0), axis=1)  # [B]
-    return ops.less_equal(ops.expand_dims(positions, 0), ops.expand_dims(lengths, 1))  # [B, T]
+    # Positions 1 ... T from a cumulative sum, so that T may be unknown (None).
+    positions = ops.cumsum(ops.ones_like(nonzero, dtype="int32"), axis=1)  # [B, T]
+    lengths = ops.max(ops.where(nonzero, positions, 0), axis=1, keepdims=True)  # [B, 1]
+    return ops.less_equal(positions, lengths)  # [B, T]
