@@ -128,6 +128,9 @@ def write_results(results):
         *(rows[task] for task in TASKS if task in rows),
         "",
     ]
+    missing = [task for task in TASKS if task not in rows]
+    if missing:
+        lines += [f"Not run yet: {', '.join(missing)}.", ""]
     RESULTS.write_text("\n".join(lines))
     print(f"Wrote {RESULTS}")
 

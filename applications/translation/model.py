@@ -51,9 +51,9 @@ class Seq2SeqDecoding:
     """Decoding without a cache, shared by both networks.
 
     Each network implements `encode`, `start_cache`, `next` (one cached
-    step) and `decode(cache, decoder_token_ids, return_attention_scores)`,
-    the decoder over a whole target prefix given the encoder outputs in the
-    cache.
+    step), `decode(cache, decoder_token_ids, return_attention_scores)`, the
+    decoder over a whole target prefix given the encoder outputs in the
+    cache, up to the head's input, and `head`.
     """
 
     def next_uncached(self, token_ids, cache, index):
@@ -64,8 +64,8 @@ class Seq2SeqDecoding:
         reference for `next` (the same logits, up to float error) and the
         slow baseline of the decoding benchmark.
         """
-        logits, hidden_states = self.decode(cache, token_ids[:, :index])  # [B, index, V], [B, index, D]
-        return logits[:, -1], hidden_states[:, -1], cache
+        hidden_states = self.decode(cache, token_ids[:, :index])[:, -1]  # [B, D]
+        return self.head(hidden_states), hidden_states, cache
 
     def cross_attention_scores(self, encoder_token_ids, decoder_token_ids):
         """The cross-attention `(B, T, S)` of each target position over the source.
@@ -73,7 +73,7 @@ class Seq2SeqDecoding:
         Transformer: the last decoder block's, averaged over heads.
         """
         cache = self.start_cache(encoder_token_ids, None)
-        return self.decode(cache, decoder_token_ids, return_attention_scores=True)[2]
+        return self.decode(cache, decoder_token_ids, return_attention_scores=True)[1]
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -206,8 +206,8 @@ class TransformerSeq2Seq(Seq2SeqDecoding, keras.Model):
     def start_cache(self, encoder_token_ids, prompt):
         """The cache for decoding `prompt` `(B, L)` (a start token at position 0).
 
-        Holds the encoder outputs and padding mask, and the stacked self- and
-        cross-attention caches `(B, num_layers, 2, L or S, N, H)`, filled by
+        Holds the encoder outputs and padding mask, and the self- and
+        cross-attention caches of each block, `(B, 2, L or S, N, H)`, filled by
         running the start token through the decoder once (which also fills
         the cross-attention caches). With `prompt=None`, the encoder outputs
         only (for `decode`).
@@ -218,13 +218,15 @@ class TransformerSeq2Seq(Seq2SeqDecoding, keras.Model):
         batch_size, source_length = ops.shape(encoder_token_ids)[0], ops.shape(encoder_token_ids)[1]
         head_dim = self.hidden_dim // self.num_heads
         dtype = encoder_outputs.dtype
+        # One (B, 2, L or S, N, H) tensor per block rather than one stacked
+        # tensor: no stacking and slicing of every cache at every step.
+        self_attention_shape = (batch_size, 2, ops.shape(prompt)[1], self.num_heads, head_dim)
+        cross_attention_shape = (batch_size, 2, source_length, self.num_heads, head_dim)
         cache = {
             "encoder_outputs": encoder_outputs,
             "encoder_padding_mask": encoder_padding_mask,
-            "self_attention_cache": ops.zeros(
-                (batch_size, self.num_layers, 2, ops.shape(prompt)[1], self.num_heads, head_dim), dtype),
-            "cross_attention_cache": ops.zeros(
-                (batch_size, self.num_layers, 2, source_length, self.num_heads, head_dim), dtype),
+            "self_attention_cache": tuple(ops.zeros(self_attention_shape, dtype) for _ in self.decoder_layers),
+            "cross_attention_cache": tuple(ops.zeros(cross_attention_shape, dtype) for _ in self.decoder_layers),
         }
         _, _, cache = self._step(prompt, cache, 1, fill_cross_attention=True)
         return cache
@@ -242,22 +244,22 @@ class TransformerSeq2Seq(Seq2SeqDecoding, keras.Model):
                 x,
                 cache["encoder_outputs"],
                 encoder_padding_mask=cache["encoder_padding_mask"],
-                self_attention_cache=cache["self_attention_cache"][:, i],
+                self_attention_cache=cache["self_attention_cache"][i],
                 self_attention_cache_update_index=position,
-                cross_attention_cache=cache["cross_attention_cache"][:, i],
+                cross_attention_cache=cache["cross_attention_cache"][i],
                 cross_attention_cache_update_index=0 if fill_cross_attention else None,
             )
             self_caches.append(self_cache)
             cross_caches.append(cross_cache)
         hidden_states = self.decoder_norm(x)[:, 0]  # [B, D]
         cache = dict(cache)
-        cache["self_attention_cache"] = ops.stack(self_caches, axis=1)  # [B, layers, 2, L, N, H]
+        cache["self_attention_cache"] = tuple(self_caches)  # layers x [B, 2, L, N, H]
         if fill_cross_attention:
-            cache["cross_attention_cache"] = ops.stack(cross_caches, axis=1)  # [B, layers, 2, S, N, H]
+            cache["cross_attention_cache"] = tuple(cross_caches)  # layers x [B, 2, S, N, H]
         return self.head(hidden_states), hidden_states, cache
 
     def decode(self, cache, decoder_token_ids, return_attention_scores=False):
-        """The decoder over whole target prefixes `(B, T)`: logits `(B, T, V)` and hidden states.
+        """The decoder over whole target prefixes `(B, T)`: the hidden states `(B, T, D)` before the head.
 
         With `return_attention_scores=True`, also the last block's
         cross-attention averaged over heads, `(B, T, S)`.
@@ -271,8 +273,8 @@ class TransformerSeq2Seq(Seq2SeqDecoding, keras.Model):
             y = outputs[0] if return_attention_scores else outputs
         hidden_states = self.decoder_norm(y)
         if return_attention_scores:
-            return self.head(hidden_states), hidden_states, ops.mean(outputs[2], axis=1)
-        return self.head(hidden_states), hidden_states
+            return hidden_states, ops.mean(outputs[2], axis=1)
+        return hidden_states
 
     def get_config(self):
         return {
@@ -432,8 +434,8 @@ class RNNAttentionSeq2Seq(Seq2SeqDecoding, keras.Model):
     def decode(self, cache, decoder_token_ids, return_attention_scores=False):
         """The decoder over whole target prefixes `(B, T)` from the cache's starting state.
 
-        Returns logits `(B, T, V)` and attentional vectors `(B, T, E)`, and with
-        `return_attention_scores=True` the attention weights `(B, T, S)`.
+        Returns the attentional vectors `(B, T, E)` (the head's input) and,
+        with `return_attention_scores=True`, the attention weights `(B, T, S)`.
         """
         decoder_outputs, _ = self.decoder_rnn(self.decoder_embedding(decoder_token_ids),
                                               initial_state=cache["state"])  # [B, T, units]
@@ -444,8 +446,8 @@ class RNNAttentionSeq2Seq(Seq2SeqDecoding, keras.Model):
             context, scores = context
         vector = self.attentional(ops.concatenate([context, decoder_outputs], axis=-1))  # [B, T, E]
         if return_attention_scores:
-            return self.head(vector), vector, scores
-        return self.head(vector), vector
+            return vector, scores
+        return vector
 
     def get_config(self):
         return {
