@@ -390,6 +390,7 @@ def test_float16_fill_value_never_overflows(implementation):
         (((2, 5, 4, 8), (2, 7, 2, 8), (2, 7, 1, 8)), "same number of heads"),
         (((2, 5, 4, 8), (2, 7, 3, 8), (2, 7, 3, 8)), "must divide the number of query heads"),
         (((2, 5, 4, 8), (2, 7, 2, 6), (2, 7, 2, 8)), "same head size"),
+        (((2, 5, 4, 8), (2, 7, 2, 8), (2, 6, 2, 8)), "same length S"),
     ],
 )
 def test_shape_errors(shapes, message):
