@@ -167,19 +167,29 @@ def step_flops(name, batch, length, width):
 
 
 def matmul_rate(size=2048, repeats=10):
-    """This machine's float32 matmul rate in GFLOP/s (median of `repeats`)."""
+    """This machine's float32 matmul rate in GFLOP/s: `(wall, cpu)`.
+
+    `wall` is measured, under whatever else runs on the machine; `cpu`
+    divides by the CPU time spread over all cores, the rate the machine
+    would give this process alone.
+    """
     import tensorflow as tf
 
     a = tf.random.normal((size, size))
     b = tf.random.normal((size, size))
     matmul = tf.function(lambda a, b: tf.matmul(a, b))
     matmul(a, b).numpy()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall_start, cpu_start = time.perf_counter(), time.process_time()
         matmul(a, b).numpy()
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
+        wall.append(time.perf_counter() - wall_start)
+        cpu.append(time.process_time() - cpu_start)
+    flops = 2 * size**3
+    return (
+        flops / statistics.median(wall) / 1e9,
+        flops / (statistics.median(cpu) / os.cpu_count()) / 1e9,
+    )
 
 
 def run_speed(lengths, rounds, jit_compile):
@@ -194,7 +204,9 @@ def run_speed(lengths, rounds, jit_compile):
         x = tf.constant(
             np.random.default_rng(1).normal(size=(SPEED_BATCH, length, width)).astype("float32")
         )
-        steps = {name: step_function(layer, call, jit_compile) for name, (layer, call) in peers.items()}
+        steps = {
+            name: step_function(layer, call, jit_compile) for name, (layer, call) in peers.items()
+        }
         losses = {}
         for name, step in steps.items():  # trace and warm up
             losses[name] = float(step(x)[0])
@@ -397,7 +409,7 @@ def run_memory(lengths):
 def speed_table(results, rate):
     rows = [
         "| T | layer | peer ms | plain ms | blocked ms | plain / peer | blocked / peer "
-        "| blocked / plain | same, CPU time | plain GFLOP/s (% of matmul) |",
+        "| blocked / plain | same, CPU time | plain GFLOP/s (% of matmul): wall, CPU basis |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for length in sorted({r["length"] for r in results}):
@@ -407,15 +419,18 @@ def speed_table(results, rate):
             plain = by_name[f"{family}/plain"]
             blocked = by_name[f"{family}/blocked"]
             gflops = plain["flops"] / plain["wall"] / 1e9
+            gflops_cpu = plain["flops"] / (plain["cpu"] / os.cpu_count()) / 1e9
             rows.append(
                 f"| {length} | {family} vs {peer} | {peer_result['wall'] * 1e3:.0f} "
                 f"| {plain['wall'] * 1e3:.0f} | {blocked['wall'] * 1e3:.0f} "
                 f"| {plain['wall'] / peer_result['wall']:.2f} "
                 f"| {blocked['wall'] / peer_result['wall']:.2f} "
                 f"| {blocked['wall'] / plain['wall']:.2f} "
-                f"| {plain['cpu'] / peer_result['cpu']:.2f} / {blocked['cpu'] / peer_result['cpu']:.2f}"
+                f"| {plain['cpu'] / peer_result['cpu']:.2f}"
+                f" / {blocked['cpu'] / peer_result['cpu']:.2f}"
                 f" / {blocked['cpu'] / plain['cpu']:.2f} "
-                f"| {gflops:.0f} ({100 * gflops / rate:.0f}%) |"
+                f"| {gflops:.0f} ({100 * gflops / rate[0]:.0f}%)"
+                + (f", {gflops_cpu:.0f} ({100 * gflops_cpu / rate[1]:.0f}%) |" if rate[1] else " |")
             )
     return rows
 
@@ -464,26 +479,37 @@ def write_report(speed, memory, rate, started, finished, args):
         f"(finished {finished:%H:%M}).",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"TensorFlow {tf.__version__}, keras {keras.__version__}, keras-hub {keras_hub.__version__}, "
-        f"float32. Load average at start {args.load_start}, at end {_load_average()} "
+        f"TensorFlow {tf.__version__}, keras {keras.__version__}, "
+        f"keras-hub {keras_hub.__version__}, "
+        f"float32. Load average at start {args.load_start}, at end {args.load_end} "
         "(other processes shared the cores: compare the ratios, measured in one run with the "
         "peers alternating, rather than the absolute times).",
         "",
-        f"Measured float32 matmul rate (2048 x 2048): **{rate:.0f} GFLOP/s**.",
+        f"Measured float32 matmul rate (2048 x 2048): **{rate[0]:.0f} GFLOP/s** wall"
+        + (
+            f", {rate[1]:.0f} GFLOP/s on the CPU-time basis (operations / (CPU time / "
+            f"{os.cpu_count()} cores): what the cores give one process alone)."
+            if rate[1]
+            else "."
+        ),
         "",
     ]
     if speed:
+        compiled = " with XLA" if args.jit else " without XLA (as keras on a CPU-only machine)"
+        rounds = ", ".join(f"{n} (T = {t})" for t, n in args.rounds.items())
         lines += [
             "## Speed: one forward+backward step",
             "",
             f"B = {SPEED_BATCH}, N = {SPEED_HEADS} heads of H = {SPEED_HEAD_DIM} (hidden "
-            f"{SPEED_HEADS * SPEED_HEAD_DIM}), feed-forward {SPEED_INTERMEDIATE}; self-attention, "
-            f"no mask; `tf.function`{' with XLA' if args.jit else ' without XLA (keras on a CPU-only machine)'}; "
-            f"median of {', '.join(f'{n} (T = {t})' for t, n in args.rounds.items())} alternating rounds. `peer` is `keras.layers.MultiHeadAttention` "
-            "or `keras_hub.layers.TransformerEncoder` with the same weights; `plain` and `blocked` "
-            "are our layers forced onto each path. Ratios below 1 mean ours is faster. The CPU-time "
-            "column gives the same three ratios from `time.process_time`, which other processes "
-            "disturb less than wall time. GFLOP/s counts the useful operations of the step.",
+            f"{SPEED_HEADS * SPEED_HEAD_DIM}), feed-forward {SPEED_INTERMEDIATE}; "
+            f"self-attention, no mask; `tf.function`{compiled}; median of {rounds} "
+            "alternating rounds. `peer` is `keras.layers.MultiHeadAttention` or "
+            "`keras_hub.layers.TransformerEncoder` with the same weights; `plain` and "
+            "`blocked` are our layers forced onto each path. Ratios below 1 mean ours is "
+            "faster. The CPU-time column gives the same three ratios from "
+            "`time.process_time`, which other processes disturb less than wall time. "
+            "GFLOP/s counts the useful operations of the step, per wall second and on the "
+            "CPU-time basis of the matmul rate.",
             "",
         ]
         lines += speed_table(speed, rate)
@@ -494,10 +520,11 @@ def write_report(speed, memory, rate, started, finished, args):
             "",
             f"B = {MEMORY_BATCH}, N = {MEMORY_HEADS}, H = {MEMORY_HEAD_DIM}, `keras` is "
             "`keras.layers.MultiHeadAttention`, `plain` / `blocked` our `MultiHeadAttention` on "
-            "each path; each cell a fresh subprocess, growth of the peak RSS (VmHWM) over the RSS "
-            "after building and tracing (the peak is reset there through `/proc/self/clear_refs`). A subprocess is capped below the memory free on the machine "
-            "(`cap`): a configuration over it is reported as not fitting, with `blocked / keras` "
-            "then bounded by the cap.",
+            "each path; each cell a fresh subprocess, growth of the peak RSS (VmHWM) over "
+            "the RSS after building and tracing (the peak is reset there through "
+            "`/proc/self/clear_refs`). A subprocess is capped below the memory free on the "
+            "machine (`cap`): a configuration over it is reported as not fitting, with "
+            "`blocked / keras` then bounded by the cap.",
             "",
         ]
         lines += memory_table(memory)
@@ -506,7 +533,13 @@ def write_report(speed, memory, rate, started, finished, args):
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     RAW_RESULTS.write_text(
-        json.dumps(dict(matmul_gflops=rate, speed=speed, memory=memory), indent=1) + "\n"
+        json.dumps(
+            dict(matmul_gflops=rate, args=vars(args), started=started.isoformat(),
+                 finished=finished.isoformat(), speed=speed, memory=memory),
+            indent=1,
+            default=str,
+        )
+        + "\n"
     )
     print("\n".join(lines))
     print(f"\nWritten to {RESULTS}")
@@ -589,18 +622,42 @@ def main():
     parser.add_argument("--jit", action="store_true", help="compile the steps with XLA")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--memory-child", nargs=3, metavar=("KIND", "T", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-render the tables from results/attention.json"
+    )
+    parser.add_argument(
+        "--memory-child", nargs=3, metavar=("KIND", "T", "MODE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.memory_child:
         kind, length, mode = args.memory_child
         memory_child(kind, int(length), mode)
         return
 
+    if args.report_only:
+        # Re-render the tables from the last run's raw results.
+        raw = json.loads(RAW_RESULTS.read_text())
+        for name, value in raw["args"].items():
+            if name not in ("report_only",):
+                setattr(args, name, value)
+        args.rounds = {int(length): n for length, n in args.rounds.items()}
+        rate = raw["matmul_gflops"]
+        rate = tuple(rate) if isinstance(rate, list) else (rate, None)
+        write_report(
+            raw["speed"],
+            raw["memory"],
+            rate,
+            datetime.datetime.fromisoformat(raw["started"]),
+            datetime.datetime.fromisoformat(raw["finished"]),
+            args,
+        )
+        return
+
     started = datetime.datetime.now(datetime.timezone.utc)
     args.load_start = _load_average()
     args.rounds = {128: 5, 512: 3} if args.quick else SPEED_ROUNDS
     rate = matmul_rate()
-    print(f"float32 matmul rate: {rate:.0f} GFLOP/s", flush=True)
+    print(f"float32 matmul rate: {rate[0]:.0f} GFLOP/s ({rate[1]:.0f} on the CPU-time basis)")
     speed = []
     if not args.skip_speed:
         lengths = (128, 512) if args.quick else SPEED_LENGTHS
@@ -609,6 +666,7 @@ def main():
     if not args.skip_memory:
         memory = run_memory((4096,) if args.quick else MEMORY_LENGTHS)
     finished = datetime.datetime.now(datetime.timezone.utc)
+    args.load_end = _load_average()
     write_report(speed, memory, rate, started, finished, args)
 
 

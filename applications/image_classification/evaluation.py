@@ -272,7 +272,8 @@ def predict(model, files, top_k=3, attention_dir=None, batch_size=32, quiet=Fals
         folder.mkdir(parents=True, exist_ok=True)
         for path, image, prediction in zip(files, images, predictions):
             picture = folder / f"{Path(path).stem}_attention.png"
-            save_rollout_picture(model, image[None], picture, [prediction["labels"][0]])
+            title = f"{prediction['labels'][0]} ({prediction['probabilities'][0]:.2f})"
+            save_rollout_picture(model, image[None], picture, [title])
             prediction["attention_picture"] = str(picture)
             if not quiet:
                 print(f"Wrote {picture}")

@@ -320,7 +320,7 @@ def train(
         evaluation.save_confusion_matrix(test["confusion_matrix"], class_names, run.file(CONFUSION_PICTURE))
         if len(x_test):
             evaluation.save_rollout_picture(model, x_test[:8], run.file(ROLLOUT_PICTURE),
-                                            [class_names[i] for i in y_test[:8]])
+                                            [f"true: {class_names[i]}" for i in y_test[:8]])
     print(
         f"Test accuracy {metrics['test_accuracy']:.4f} on {len(x_test)} held-out images of {data.name}, "
         f"after {metrics['train_seconds']:.0f} s of training. Run folder: {run.path}"

@@ -105,7 +105,9 @@ def attend(query, key, value, **kwargs):
     return compiled(lambda *tensors: dot_product_attention(*tensors, **kwargs))(query, key, value)
 
 
-def random_inputs(batch=2, query_length=5, key_length=11, heads=4, key_value_heads=2, head_dim=8, seed=0):
+def random_inputs(
+    batch=2, query_length=5, key_length=11, heads=4, key_value_heads=2, head_dim=8, seed=0
+):
     rng = np.random.default_rng(seed)
     query = rng.normal(size=(batch, query_length, heads, head_dim)).astype("float32")
     key = rng.normal(size=(batch, key_length, key_value_heads, head_dim)).astype("float32")
@@ -159,7 +161,9 @@ def test_matches_keras_dot_product_attention(implementation, masking):
         (2, (2, 4, 5, 11), (2, 5, 11), True),  # per-head mask, rank-3 bias
     ],
 )
-def test_matches_numpy_reference(implementation, key_value_heads, mask_shape, bias_shape, is_causal):
+def test_matches_numpy_reference(
+    implementation, key_value_heads, mask_shape, bias_shape, is_causal
+):
     query, key, value = random_inputs(key_value_heads=key_value_heads)
     mask = None if mask_shape is None else random_mask(mask_shape, empty_row=(1, 2))
     rng = np.random.default_rng(3)
@@ -220,7 +224,8 @@ def test_blocked_equals_plain_outputs_and_gradients(
     plain, plain_gradients = value_and_gradients(attention("plain"), arrays, cotangent)
     blocked, blocked_gradients = value_and_gradients(attention("blocked"), arrays, cotangent)
     np.testing.assert_allclose(blocked, plain, atol=1e-5)
-    for name, got, expected in zip(("query", "key", "value", "bias"), blocked_gradients, plain_gradients):
+    names = ("query", "key", "value", "bias")
+    for name, got, expected in zip(names, blocked_gradients, plain_gradients):
         np.testing.assert_allclose(got, expected, atol=2e-5, err_msg=f"gradient of {name}")
 
 
@@ -298,7 +303,8 @@ def test_return_attention_scores():
     row_sums = scores.sum(-1)
     np.testing.assert_allclose(row_sums[0, :, 1], 0.0)  # the fully masked row
     np.testing.assert_allclose(np.delete(row_sums[0], 1, axis=-1), 1.0, atol=1e-6)
-    np.testing.assert_allclose(to_numpy(output), numpy_attention(query, key, value, mask=mask), atol=1e-5)
+    expected = numpy_attention(query, key, value, mask=mask)
+    np.testing.assert_allclose(to_numpy(output), expected, atol=1e-5)
 
 
 def test_automatic_implementation(monkeypatch):
@@ -415,7 +421,8 @@ def test_shape_errors(shapes, message):
     ],
 )
 def test_argument_errors(kwargs, message):
-    query, key, value = (np.zeros(shape, "float32") for shape in ((2, 5, 4, 8), (2, 7, 2, 8), (2, 7, 2, 8)))
+    shapes = ((2, 5, 4, 8), (2, 7, 2, 8), (2, 7, 2, 8))
+    query, key, value = (np.zeros(shape, "float32") for shape in shapes)
     with pytest.raises(ValueError, match=message):
         dot_product_attention(query, key, value, **kwargs)
 

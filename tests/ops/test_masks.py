@@ -54,7 +54,8 @@ def test_sliding_window_mask_with_start_index():
 
 @pytest.mark.parametrize("window_size", [0, -1, 1.5, True, None])
 def test_sliding_window_mask_rejects_bad_window_size(window_size):
-    with pytest.raises(ValueError, match=f"`window_size` must be a positive integer. Received: window_size={window_size!r}"):
+    message = f"`window_size` must be a positive integer. Received: window_size={window_size!r}"
+    with pytest.raises(ValueError, match=message):
         sliding_window_mask(3, 3, window_size=window_size)
 
 
@@ -119,12 +120,18 @@ def test_compute_attention_mask_rejects_wrong_ranks(kwargs, name):
 
 
 def test_padding_to_attention_mask_rejects_wrong_ranks():
-    with pytest.raises(ValueError, match=r"`key_padding_mask` must have rank 2, with shape \(B, S\)"):
+    message = r"`key_padding_mask` must have rank 2, with shape \(B, S\)"
+    with pytest.raises(ValueError, match=message):
         padding_to_attention_mask(np.ones((1, 1, 3), bool))
-    with pytest.raises(ValueError, match=r"`query_padding_mask` must have rank 2, with shape \(B, T\)"):
+    message = r"`query_padding_mask` must have rank 2, with shape \(B, T\)"
+    with pytest.raises(ValueError, match=message):
         padding_to_attention_mask(np.ones((1, 3), bool), query_padding_mask=np.ones((2,), bool))
 
 
 def test_validate_mask_rank_names_the_argument():
-    with pytest.raises(ValueError, match=r"`my_mask` must have rank 3, with shape \(B, T, S\). Received: my_mask.shape=\(2, 3\)"):
+    message = (
+        r"`my_mask` must have rank 3, with shape \(B, T, S\). "
+        r"Received: my_mask.shape=\(2, 3\)"
+    )
+    with pytest.raises(ValueError, match=message):
         validate_mask_rank("my_mask", np.ones((2, 3), bool), 3, "(B, T, S)")
