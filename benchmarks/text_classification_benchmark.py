@@ -138,12 +138,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", metavar="DIR", help="keep the run folders in DIR")
     args = parser.parse_args(argv)
-    results = []
     for name in args.data.split(","):
         result = run_recipe(name.strip(), args.epochs, args.max_examples, args.keep, args.seed)
         print(table_row(result), flush=True)
-        results.append(result)
-    write_results(results)
+        write_results([result])  # After each data set: an interrupted run keeps what it did.
 
 
 if __name__ == "__main__":

@@ -101,10 +101,10 @@ def train_and_score(args):
     wall, cpu = time.perf_counter(), time.process_time()
     metrics = recipe.train(None, output, architecture=args.architecture, epochs=args.epochs,
                            max_minutes=args.max_minutes, max_examples=args.max_examples,
-                           evaluate_examples=1, quiet=args.quiet)
+                           warmup_steps=args.warmup_steps, evaluate_examples=1, quiet=args.quiet)
     train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
     scores = score_run(output)
-    shortened = any(v is not None for v in (args.epochs, args.max_minutes, args.max_examples))
+    shortened = any(v is not None for v in (args.epochs, args.max_minutes, args.max_examples, args.warmup_steps))
     row = dict(
         name=args.name or (f"{args.architecture} (shortened)" if shortened else f"{args.architecture} default recipe"),
         architecture=args.architecture,
@@ -147,9 +147,10 @@ def time_decoding(translator, source_ids, repeats):
     import numpy as np
 
     results = {}
-    for name, kwargs in (("cached greedy", dict(search="greedy", cached=True)),
-                         ("recomputed greedy", dict(search="greedy", cached=False)),
-                         ("cached beam 4", dict(search="beam", cached=True, **BEAM))):
+    length = dict(max_length=translator.sequence_length)  # Start token + every step.
+    for name, kwargs in (("cached greedy", dict(search="greedy", cached=True, **length)),
+                         ("recomputed greedy", dict(search="greedy", cached=False, **length)),
+                         ("cached beam 4", dict(search="beam", cached=True, **BEAM, **length))):
         outputs = np.asarray(translator.generate(source_ids, **kwargs))  # Trace, and warm up.
         wall, cpu = [], []
         for _ in range(repeats):
@@ -291,6 +292,7 @@ def main(argv=None):
     train.add_argument("--epochs", type=int)
     train.add_argument("--max-minutes", type=float)
     train.add_argument("--max-examples", type=int)
+    train.add_argument("--warmup-steps", type=int, help="for shortened runs (default: the recipe's)")
     train.add_argument("--keep", metavar="DIR", help="keep the run folder in DIR")
     train.add_argument("--name", help="the row's name (default: from the settings)")
     train.add_argument("--quiet", action="store_true")

@@ -557,17 +557,24 @@ class Translator(keras.Model):
 
         return next
 
-    def generate(self, encoder_token_ids, search="greedy", beam_width=4, length_penalty=0.6, cached=True):
-        """Target ids `(B, sequence_length)` for source ids `(B, S)`: start, tokens, end, padding."""
-        key = (search, beam_width, float(length_penalty), cached)
+    def generate(self, encoder_token_ids, search="greedy", beam_width=4, length_penalty=0.6, cached=True,
+                 max_length=None):
+        """Target ids `(B, L)` for source ids `(B, S)`: start, tokens, end, padding.
+
+        `L`, the start token plus the longest output, is `max_length`, by
+        default `min(sequence_length, 2 * S + 10)`: the decoder caches hold
+        `L` positions and every step costs in proportion to them.
+        """
+        key = (search, beam_width, float(length_penalty), cached, max_length)
         if key not in self._generators.functions:
             searcher = self.search(search, beam_width, length_penalty)
             next = self.decoding_step(cached)
-            length = self.sequence_length
+            limit = self.sequence_length if max_length is None else min(max_length, self.sequence_length)
 
             @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)], reduce_retracing=True)
             def generate(encoder_token_ids):
                 batch_size = tf.shape(encoder_token_ids)[0]
+                length = limit if max_length else tf.minimum(limit, 2 * tf.shape(encoder_token_ids)[1] + 10)
                 prompt = tf.concat([tf.fill([batch_size, 1], tokenization.START_ID),
                                     tf.zeros([batch_size, length - 1], tf.int32)], axis=1)  # [B, L]
                 cache = self.seq2seq.start_cache(encoder_token_ids, prompt)
