@@ -2,8 +2,8 @@
 
 The main run uses the default backend (TensorFlow). Keras picks its backend
 once per process, so each other backend gets a fresh pytest process over the
-library's tests and docstrings (layers, heads, ops); applications use
-`tf.data` and stay on TensorFlow.
+library's layer, head and op tests and docstrings; the fine-tuning kit and
+the applications train with `fit()` and `tf.data` on TensorFlow.
 """
 
 import os
@@ -14,7 +14,14 @@ import pytest
 
 from conftest import ROOT
 
-LIBRARY_TESTS = ["tests/ops", "tests/layers", "tests/heads", "keras_attention"]
+LIBRARY_TESTS = [
+    "tests/ops",
+    "tests/layers",
+    "tests/heads",
+    "keras_attention/ops",
+    "keras_attention/layers",
+    "keras_attention/heads",
+]
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])

@@ -73,6 +73,12 @@ class GradualUnfreezing(keras.callbacks.Callback):
         self.unfrozen_at = {}
 
     def on_train_begin(self, logs=None):
+        if keras.backend.backend() == "jax":
+            raise ValueError(
+                "GradualUnfreezing needs the TensorFlow or PyTorch backend: the "
+                "JAX training loop fixes the trainable variables when fit() starts. "
+                "Set KERAS_BACKEND=tensorflow, or call fit() once per stage."
+            )
         for patterns in self.groups:
             matching_layers(self.model, patterns)  # Fails early on a typo.
         optimizer = self.model.optimizer
