@@ -75,7 +75,10 @@ class TinyDecoder:
         return self.head(x)[:, 0], None, ops.stack(caches, axis=1)
 
     def next_uncached(self, token_ids, cache, index):
-        return self.full(token_ids[:, :index])[:, -1], None, cache
+        # The whole sequence, every step: causal, so position index - 1 sees
+        # the prefix only (a slice to the prefix would need dynamic shapes,
+        # which JAX's while loop does not allow).
+        return ops.take(self.full(token_ids), index - 1, axis=1), None, cache
 
 
 def test_cached_greedy_equals_uncached_greedy():
