@@ -72,9 +72,11 @@ def table_row(result):
     note = "shortened check" if result["shortened"] else "default recipe"
     if result["max_examples"]:
         note += f", {result['max_examples']} training examples"
+    augmentation = ", ".join(f"{k} {v}" for k, v in recipe["augmentation"].items() if v) or "none"
     return (
         f"| {result['data']} | ViT-{model['size']} patch {model['patch_size']}, {model['pooling']} pooling, "
-        f"{recipe['epochs']} epochs, batch {recipe['batch_size']} | {accuracy:.2%} | "
+        f"{recipe['epochs']} epochs, batch {recipe['batch_size']}, augmentation: {augmentation} | "
+        f"{accuracy:.2%} | "
         f"{result['wall'] / 60:.1f} min | {result['cpu'] / 60:.1f} min | {result['load']:.1f} | {note} | "
         f"{met} |"
     )

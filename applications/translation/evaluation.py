@@ -221,13 +221,13 @@ def export(model, output=None, search="greedy", beam_width=4, length_penalty=0.6
     settings.update(search=search, beam_width=beam_width, length_penalty=length_penalty)
     output = Path(output) if output else path.parent / "export"
     serve = translator.serving_function(search, beam_width, length_penalty)
-    export_model(_ServingModel(translator, serve), output, settings=settings,
+    export_model(_serving_model(translator, serve), output, settings=settings,
                  input_signature=[tf.TensorSpec([None], tf.string, name="sentences")], overwrite=overwrite)
     print(f"Exported to {output} (endpoint `serve`: sentences -> translations, {search} search)")
     return {"export": str(output)}
 
 
-def _ServingModel(translator, serve):
+def _serving_model(translator, serve):
     """A Keras model whose `call` is the string-to-string serving function."""
     import keras
 
