@@ -139,6 +139,9 @@ def main(argv=None):
         sys.stdout.reconfigure(line_buffering=True)  # Epoch lines reach logs as they happen.
     if argv and argv[0] in TOOLS:
         return _run_tool(argv[0], argv[1:])
+    if argv and argv[0] == "translate":
+        # `keras-attention translate --model RUN "..."` is `predict translation`.
+        argv = ["predict", "translation", *argv[1:]]
     top = _top_parser()
     # Stage 1: the verb and the application (flags after them belong to the application).
     head = argv[:2] if len(argv) >= 2 and not argv[1].startswith("-") else argv

@@ -196,10 +196,6 @@ def test_cli_predict_sentences_file_and_alignment(trained_run, tmp_path, capsys)
 
 
 def test_cli_translate_verb(trained_run, capsys):
-    import applications.cli as cli
-
-    if "translate" not in cli._top_parser().format_help() and not hasattr(cli, "ALIASES"):
-        pytest.skip("applications/cli.py does not map `translate` to `predict translation` yet")
     assert main(["translate", "--model", str(trained_run), "A man rides a bike."]) == 0
     assert capsys.readouterr().out.strip()
 
