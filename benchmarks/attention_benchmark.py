@@ -29,7 +29,8 @@ Three measurements, TensorFlow backend, float32, CPU:
 (c) Achieved GFLOP/s of each step against this machine's float32 matmul
     rate, measured first.
 
-Prints the tables and writes them to `benchmarks/results/attention.md`.
+Prints the tables and writes them to `benchmarks/results/attention.md`, the
+raw numbers to `attention.json` (`attention_quick.*` for `--quick`).
 """
 
 import argparse
@@ -48,8 +49,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "attention.md"
-RAW_RESULTS = RESULTS.with_suffix(".json")
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+
+def results_paths(quick):
+    """`(markdown, raw json)`; a `--quick` run never overwrites the full results."""
+    stem = "attention_quick" if quick else "attention"
+    return RESULTS_DIR / f"{stem}.md", RESULTS_DIR / f"{stem}.json"
 sys.path.insert(0, str(ROOT))
 
 # --- Settings ---
@@ -419,7 +425,9 @@ def speed_table(results, rate):
 
     def ratios(numerator, denominator):
         return " / ".join(
-            f"{numerator[clock] / denominator[clock]:.2f}" for clock, _ in CLOCKS if clock in numerator
+            f"{numerator[clock] / denominator[clock]:.2f}"
+            for clock, _ in CLOCKS
+            if clock in numerator
         )
 
     for length in sorted({r["length"] for r in results}):
@@ -481,9 +489,13 @@ def write_report(speed, memory, rate, started, finished, args):
     lines = [
         "# Attention benchmark",
         "",
-        f"Written by `python benchmarks/attention_benchmark.py{' --quick' if args.quick else ''}"
-        f"{' --jit' if args.jit else ''}` on {started:%Y-%m-%d %H:%M} UTC "
-        f"(finished {finished:%H:%M}).",
+        "Written by `python benchmarks/attention_benchmark.py"
+        + "".join(
+            f" --{flag.replace('_', '-')}"
+            for flag in ("quick", "jit", "skip_speed", "skip_memory")
+            if getattr(args, flag, False)
+        )
+        + f"` on {started:%Y-%m-%d %H:%M} UTC (finished {finished:%H:%M}).",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"TensorFlow {tf.__version__}, keras {keras.__version__}, "
@@ -520,6 +532,8 @@ def write_report(speed, memory, rate, started, finished, args):
             "on the CPU-time basis, against the matmul rate on that basis).",
             "",
         ]
+        if getattr(args, "skip_speed", False) and getattr(args, "speed_from", None):
+            lines[-2] += f" These results are kept from the run started {args.speed_from}."
         lines += speed_table(speed, rate)
         lines.append("")
     if memory:
@@ -543,9 +557,10 @@ def write_report(speed, memory, rate, started, finished, args):
         lines += memory_table(memory)
         lines.append("")
     lines += targets_summary(speed, memory)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
-    RAW_RESULTS.write_text(
+    results, raw_results = results_paths(args.quick)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    results.write_text("\n".join(lines) + "\n")
+    raw_results.write_text(
         json.dumps(
             dict(matmul_gflops=rate, args=vars(args), started=started.isoformat(),
                  finished=finished.isoformat(), speed=speed, memory=memory),
@@ -555,7 +570,7 @@ def write_report(speed, memory, rate, started, finished, args):
         + "\n"
     )
     print("\n".join(lines))
-    print(f"\nWritten to {RESULTS}")
+    print(f"\nWritten to {results}")
 
 
 def targets_summary(speed, memory):
@@ -642,7 +657,9 @@ def main():
         "--skip-memory", action="store_true", help="keep the last run's memory results"
     )
     parser.add_argument(
-        "--report-only", action="store_true", help="re-render the tables from results/attention.json"
+        "--report-only",
+        action="store_true",
+        help="re-render the tables from results/attention.json (attention_quick.json with --quick)",
     )
     parser.add_argument(
         "--memory-child", nargs=3, metavar=("KIND", "T", "MODE"), help=argparse.SUPPRESS
@@ -655,7 +672,7 @@ def main():
 
     if args.report_only:
         # Re-render the tables from the last run's raw results.
-        raw = json.loads(RAW_RESULTS.read_text())
+        raw = json.loads(results_paths(args.quick)[1].read_text())
         for name, value in raw["args"].items():
             if name not in ("report_only",):
                 setattr(args, name, value)
@@ -677,11 +694,13 @@ def main():
     args.rounds = {128: 5, 512: 3} if args.quick else SPEED_ROUNDS
     rate = matmul_rate()
     print(f"float32 matmul rate: {rate[0]:.0f} GFLOP/s ({rate[1]:.0f} on the CPU-time basis)")
-    previous = json.loads(RAW_RESULTS.read_text()) if RAW_RESULTS.exists() else {}
+    raw_results = results_paths(args.quick)[1]
+    previous = json.loads(raw_results.read_text()) if raw_results.exists() else {}
     speed = []
     if args.skip_speed:
-        # Keep the last run's speed results in the report.
+        # Keep the last run's speed results in the report (noted there).
         speed = previous.get("speed", [])
+        args.speed_from = previous.get("started")
     else:
         lengths = (128, 512) if args.quick else SPEED_LENGTHS
         speed = run_speed(lengths, args.rounds, args.jit)
