@@ -41,8 +41,9 @@ def dot_product_attention(
     `(B, N, T, S)` scores; `"blocked"` walks the keys in blocks of
     `block_size` with an online softmax, so memory grows linearly with `S`,
     and recomputes the blocks in the backward pass (FlashAttention-2). On a
-    CPU the blocked path takes about 1.1-1.3 times the plain path's time and
-    a fraction of its memory (`benchmarks/results/attention.md`).
+    CPU (TensorFlow) the blocked path takes about 1.1-1.2 times the plain
+    path's time for a training step, 1.3-1.4 times for the forward pass
+    alone, and a fraction of its memory (`benchmarks/results/attention.md`).
 
     Args:
         query: tensor `(B, T, N, H)`.

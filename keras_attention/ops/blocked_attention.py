@@ -42,7 +42,7 @@ BLOCK_ALIGNMENT = 8
 
 # The fast forward step accepts a block when its weights exp(logits - R) sum
 # below this per row: far from float32 overflow (3.4e38) even after the
-# matmul with the values.
+# matmul with the values and summed over thousands of blocks.
 FAST_STEP_LIMIT = 1e20
 
 
@@ -300,21 +300,47 @@ def _with_ones(query, key, value):
 def _forward(blocks, query, key, value, mask, bias, key_with_ones, value_with_ones):
     """Online softmax over key blocks.
 
-    Carries, per query row, the log-sum-exp `R` of the logits seen so far and
-    the output normalized over them, both float32.
-
-    Each block first tries the fast step, which costs what the plain path
-    pays per key: with `[q, -R] . [k, 1] = logits - R` from one matmul, the
-    weights `exp(logits - R)` need a single pass, and a column of ones
-    appended to the values makes the same matmul that gathers the output
-    also return the weights' row sums. It is exact unless a logit exceeds
-    `R` by so much that the weights overflow (or the row has seen no key);
-    then the block is redone by the exact step, which rescales with the
-    block's own maximum. The first block always takes the exact step.
-
     Returns `(output [B, K, G, T, Hv] in the query's dtype,
-    log_sum_exp [B, K, G, T, 1] in float32)`.
+    log_sum_exp [B, K, G, T, 1] in float32)`. For a row that never saw a
+    visible key the output is zeros (as on the plain path) and log_sum_exp is
+    FLOOR, so the backward pass recomputes exp(FILL - FLOOR) = 0 probabilities.
     """
+    if key_with_ones is None or keras.backend.backend() == "jax":
+        # XLA fuses the exact step's passes into one loop over the block, so
+        # on JAX the folded steps would only double what is compiled.
+        return _forward_exact(blocks, query, key, value, mask, bias)
+    return _forward_folded(
+        blocks, query, key, value, mask, bias, key_with_ones, value_with_ones
+    )
+
+
+def _exact_block(blocks, query, key, value, mask, bias, index):
+    """One block's probabilities (softmax over the block) and log-sum-exp.
+
+    Returns `(block_log_sum_exp [B, K, G, T, 1], probabilities
+    [B, K, G, T, bs])`, both float32, and the block's start.
+    """
+    start = blocks.start(index)
+    bias_block = None if bias is None else blocks.last_axis(bias, start)
+    logits = blocks.logits(
+        query, blocks.keys(key, start), blocks.mask(mask, index, start), bias_block
+    )  # [B, K, G, T, bs]
+    # TensorFlow's fused softmax does max, subtraction, exponential and sum
+    # in about the time of one exponential.
+    probabilities = ops.softmax(logits, axis=-1)  # [B, K, G, T, bs]
+    # The largest probability is exp(max - lse) = 1 / sum, never below
+    # 1 / bs, so the block's log-sum-exp comes back without underflow. A
+    # fully masked block gives about FILL.
+    block_log_sum_exp = ops.max(logits, axis=-1, keepdims=True) - ops.log(
+        ops.max(probabilities, axis=-1, keepdims=True)
+    )  # [B, K, G, T, 1]
+    return block_log_sum_exp, probabilities, start
+
+
+def _forward_exact(blocks, query, key, value, mask, bias):
+    """Carries, per query row, the log-sum-exp of the logits seen so far and
+    the output normalized over them; each block is folded in with its own
+    log-sum-exp as weight."""
     row_shape = tuple(ops.shape(query)[:4]) + (1,)
     output_shape = tuple(ops.shape(query)[:4]) + (ops.shape(value)[-1],)
     # FLOOR: no key seen yet, so exp(FILL - FLOOR) = 0 weights every fully
@@ -322,26 +348,11 @@ def _forward(blocks, query, key, value, mask, bias, key_with_ones, value_with_on
     log_sum_exp = ops.full(row_shape, FLOOR, dtype="float32")  # [B, K, G, T, 1]
     output = ops.zeros(output_shape, dtype="float32")  # [B, K, G, T, Hv]
 
-    def block_inputs(index):
-        start = blocks.start(index)
-        mask_block = blocks.mask(mask, index, start)
-        bias_block = None if bias is None else blocks.last_axis(bias, start)
-        return start, mask_block, bias_block
-
-    def exact_step(index, carry):
+    def step(index, carry):
         log_sum_exp, output = carry
-        start, mask_block, bias_block = block_inputs(index)
-        logits = blocks.logits(
-            query, blocks.keys(key, start), mask_block, bias_block
-        )  # [B, K, G, T, bs]
-        # TensorFlow's fused softmax does max, subtraction, exponential and
-        # sum in about the time of one exponential.
-        probabilities = ops.softmax(logits, axis=-1)  # [B, K, G, T, bs]
-        # The largest probability is exp(max - lse) = 1 / sum, never below
-        # 1 / bs, so the block's log-sum-exp comes back without underflow.
-        block_log_sum_exp = ops.max(logits, axis=-1, keepdims=True) - ops.log(
-            ops.max(probabilities, axis=-1, keepdims=True)
-        )  # [B, K, G, T, 1]
+        block_log_sum_exp, probabilities, start = _exact_block(
+            blocks, query, key, value, mask, bias, index
+        )
         new_log_sum_exp = ops.logaddexp(log_sum_exp, block_log_sum_exp)
         block_output = ops.einsum(
             "bkgts,bksh->bkgth",
@@ -353,44 +364,76 @@ def _forward(blocks, query, key, value, mask, bias, key_with_ones, value_with_on
         ) * ops.exp(block_log_sum_exp - new_log_sum_exp)
         return new_log_sum_exp, output
 
+    log_sum_exp, output = _serial_fori_loop(
+        0, blocks.num_blocks, step, (log_sum_exp, output)
+    )
+    return ops.cast(output, query.dtype), log_sum_exp
+
+
+def _forward_folded(blocks, query, key, value, mask, bias, key_with_ones, value_with_ones):
+    """The float32 forward pass, at the plain path's cost per key.
+
+    Carries, per query row, a reference `R` (a log-sum-exp of keys seen so
+    far), `[q, -R]`, and the sums `[sum_s w_s v_s, sum_s w_s]` of the weights
+    `w_s = exp(logit_s - R)`. Most blocks take the fast step: one matmul
+    `[q, -R] . [k, 1] = logits - R`, one exponential, and one matmul with
+    `[v, 1]` that gathers the values and the weights' row sums together,
+    added to the sums as they are. When a block's weights could overflow (a
+    logit far above `R`, or a row with no key seen yet: `R` = FLOOR), the
+    block is redone by the exact step, which moves `R` up to the block's
+    log-sum-exp and rescales the sums. The first block is always exact.
+    """
+    row_shape = tuple(ops.shape(query)[:4]) + (1,)
+    sums_shape = tuple(ops.shape(query)[:4]) + (ops.shape(value_with_ones)[-1],)
+    reference = ops.full(row_shape, FLOOR, dtype="float32")  # [B, K, G, T, 1]
+    sums = ops.zeros(sums_shape, dtype="float32")  # [B, K, G, T, Hv+1]
+
+    def exact_step(index, carry):
+        reference, _, sums = carry
+        block_log_sum_exp, probabilities, start = _exact_block(
+            blocks, query, key, value, mask, bias, index
+        )
+        new_reference = ops.maximum(reference, block_log_sum_exp)  # [B, K, G, T, 1]
+        block_sums = ops.einsum(
+            "bkgts,bksh->bkgth", probabilities, blocks.keys(value_with_ones, start)
+        )  # [B, K, G, T, Hv+1], the last column 1: the block's probabilities sum to 1
+        sums = sums * ops.exp(reference - new_reference) + block_sums * ops.exp(
+            block_log_sum_exp - new_reference
+        )
+        shifted_query = ops.concatenate([query, -new_reference], axis=-1)  # [B, K, G, T, H+1]
+        return new_reference, shifted_query, sums
+
     def fast_step(index, carry):
-        log_sum_exp, output = carry
-        start, mask_block, bias_block = block_inputs(index)
-        shifted_query = ops.concatenate([query, -log_sum_exp], axis=-1)  # [B, K, G, T, H+1]
+        reference, shifted_query, sums = carry
+        start = blocks.start(index)
+        bias_block = None if bias is None else blocks.last_axis(bias, start)
         shifted_logits = blocks.logits(
-            shifted_query, blocks.keys(key_with_ones, start), mask_block, bias_block
+            shifted_query,
+            blocks.keys(key_with_ones, start),
+            blocks.mask(mask, index, start),
+            bias_block,
         )  # [B, K, G, T, bs], logits - R
-        weights = ops.exp(shifted_logits)  # [B, K, G, T, bs]
-        weighted = ops.einsum(
-            "bkgts,bksh->bkgth", weights, blocks.keys(value_with_ones, start)
+        block_sums = ops.einsum(
+            "bkgts,bksh->bkgth",
+            ops.exp(shifted_logits),
+            blocks.keys(value_with_ones, start),
         )  # [B, K, G, T, Hv+1]
-        block_output = weighted[..., :-1]  # [B, K, G, T, Hv], relative to R
-        block_sum = weighted[..., -1:]  # [B, K, G, T, 1], relative to R
-
-        def accept():
-            # The rows' mass so far is exp(R), 1 in units of exp(R).
-            new_log_sum_exp = log_sum_exp + ops.log1p(block_sum)
-            return new_log_sum_exp, (output + block_output) / (1.0 + block_sum)
-
-        # Weights up to 1e20 leave the float32 sums far from overflow; larger
-        # (or infinite, for a row that has seen no key) means: redo exactly.
+        # Weights summing to 1e20 per row leave float32 far from overflow;
+        # more (or infinite: a row that has seen no key) means: redo exactly.
         return ops.cond(
-            ops.all(block_sum < FAST_STEP_LIMIT),
-            accept,
+            ops.all(block_sums[..., -1:] < FAST_STEP_LIMIT),
+            lambda: (reference, shifted_query, sums + block_sums),
             lambda: exact_step(index, carry),
         )
 
-    carry = (log_sum_exp, output)
-    if key_with_ones is None or keras.backend.backend() == "jax":
-        # XLA fuses the exact step's passes into one loop over the block, so
-        # on JAX the fast step would only double what is compiled.
-        log_sum_exp, output = _serial_fori_loop(0, blocks.num_blocks, exact_step, carry)
-    else:
-        carry = exact_step(0, carry)
-        log_sum_exp, output = _serial_fori_loop(1, blocks.num_blocks, fast_step, carry)
-    # A row that never saw a visible key weighted every block by zero: its
-    # output is zeros (as on the plain path) and its log_sum_exp is FLOOR, so
-    # the backward pass recomputes exp(FILL - FLOOR) = 0 probabilities there.
+    carry = exact_step(0, (reference, None, sums))
+    reference, _, sums = _serial_fori_loop(1, blocks.num_blocks, fast_step, carry)
+    # Every row that saw a visible key has a total weight of at least 1 (the
+    # block that set R contributed exp(0)); the others have 0 and zero sums.
+    total = sums[..., -1:]  # [B, K, G, T, 1]
+    safe_total = ops.where(total > 0.0, total, 1.0)
+    output = sums[..., :-1] / safe_total  # [B, K, G, T, Hv]
+    log_sum_exp = reference + ops.log(safe_total)  # [B, K, G, T, 1]
     return ops.cast(output, query.dtype), log_sum_exp
 
 
