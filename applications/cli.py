@@ -167,7 +167,13 @@ def main(argv=None):
         if verb in ("train", "finetune") and args.output is None:
             args.output = str(default_output(name, verb))
         _import_keras_quietly()
-        results = module.run(verb, args) or {}
+        if verb in ("train", "finetune"):
+            from applications.common.runtime import training_runtime
+
+            with training_runtime(args.precision, args.distribute):
+                results = module.run(verb, args) or {}
+        else:
+            results = module.run(verb, args) or {}
         print_table(results)
         if getattr(args, "json", None):
             write_json(args.json, results)

@@ -10,6 +10,11 @@ import argparse
 import datetime
 from pathlib import Path
 
+# Kept here (not imported from the modules that use them) so `--help` does not import keras.
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+DISTRIBUTIONS = ("auto", "none", "mirrored", "multi-worker")
+METHODS = ("full", "frozen", "gradual", "layerwise", "lora")
+
 VERBS = {
     "train": "train a model from scratch and write a run folder",
     "evaluate": "measure a trained model on data; print the metrics as a table",
@@ -40,11 +45,23 @@ def positive_int(text):
     return value
 
 
+def unit_interval(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], received {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], received {text!r}")
+    return value
+
+
 def add_common_arguments(parser, verb):
     """Add the shared flags of `verb` to an application's parser."""
     if verb in ("evaluate", "predict", "finetune", "export"):
+        # The issue's `finetune --from RUN` is the same flag.
+        names = ("--model", "--from") if verb == "finetune" else ("--model",)
         parser.add_argument(
-            "--model", required=True, metavar="RUN",
+            *names, dest="model", required=True, metavar="RUN",
             help="a run folder written by train or finetune, a .keras file, or (evaluate, predict) an export",
         )
     if verb in ("train", "finetune", "evaluate"):
@@ -60,6 +77,30 @@ def add_common_arguments(parser, verb):
         parser.add_argument("--seed", type=int, default=0,
                             help="random seed: same seed, same result (default: 0)")
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run of --output")
+        parser.add_argument(
+            "--precision", choices=PRECISIONS, default="float32",
+            help="dtype policy: float32 (default), mixed_float16 (loss scaling), mixed_bfloat16, or auto "
+            "(bfloat16 where the hardware runs it natively, float16 on older GPUs, else float32)",
+        )
+        parser.add_argument(
+            "--distribute", choices=DISTRIBUTIONS, default="none",
+            help="none (default); mirrored: data-parallel over this machine's GPUs (or logical CPUs); "
+            "multi-worker: across machines named in TF_CONFIG; auto: mirrored when there is more than one "
+            "device. --batch-size is the global batch",
+        )
+    if verb == "finetune":
+        tuning = parser.add_argument_group("fine-tuning method")
+        tuning.add_argument(
+            "--method", choices=METHODS, default="full",
+            help="full: train every weight (default); frozen: only the head; gradual: the head first, then "
+            "one more block from the top each epoch; layerwise: deeper blocks learn at smaller rates "
+            "(--layer-decay); lora: low-rank adapters on the attention query and value projections "
+            "(--lora-rank), merged into plain weights when saved",
+        )
+        tuning.add_argument("--layer-decay", type=unit_interval, default=0.75, metavar="FACTOR",
+                            help="layerwise: learning-rate ratio between adjacent blocks, in (0, 1] (default: 0.75)")
+        tuning.add_argument("--lora-rank", type=positive_int, default=8, metavar="N",
+                            help="lora: the rank of the adapters (default: 8)")
     if verb == "export":
         parser.add_argument("--output", metavar="DIR", help="the export folder (default: RUN/export)")
     if verb in ("train", "finetune", "export"):

@@ -80,7 +80,10 @@ class HistoryWriter(keras.callbacks.Callback):
         row.update({k: float(v) for k, v in (logs or {}).items()})
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None:
-            # The rate used in the epoch's last step.
+            # The rate used in the epoch's last step: under loss scaling, of the inner
+            # optimizer; with layer-wise rates (a MultiOptimizer), of its default (the top's), last.
+            optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+            optimizer = getattr(optimizer, "optimizers", [optimizer])[-1]
             row["learning_rate"] = float(np.asarray(keras.ops.convert_to_numpy(optimizer.learning_rate)))
         row["seconds"] = round(time.perf_counter() - self._start, 3)
         self._rows.append(row)

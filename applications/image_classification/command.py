@@ -107,7 +107,9 @@ def run(verb, args):
         )
         if verb == "train":
             return recipe.train(args.data, **common)
-        return recipe.finetune(args.model, args.data, **common)
+        from applications.common import FineTuning
+
+        return recipe.finetune(args.model, args.data, finetuning=FineTuning.from_args(args), **common)
     if verb == "evaluate":
         return evaluation.evaluate(args.model, args.data, args.split, batch_size=args.batch_size or 256)
     if verb == "predict":

@@ -22,6 +22,7 @@ from applications.common import (
     RunFolder,
     UserError,
     fit,
+    runtime_settings,
     set_seed,
     warmup_cosine,
     write_json,
@@ -180,8 +181,12 @@ def augmenter(settings, seed):
 # === Training ===
 
 
-def compile_for_training(model, recipe, steps_per_epoch, learning_rate_factor=1.0):
-    """AdamW on a warmup-cosine schedule over the whole run, label-smoothed loss."""
+def compile_for_training(model, recipe, steps_per_epoch, learning_rate_factor=1.0, finetuning=None):
+    """AdamW on a warmup-cosine schedule over the whole run, label-smoothed loss.
+
+    `finetuning` (a prepared `FineTuning`) may turn the optimizer into its
+    layer-wise form.
+    """
     schedule = warmup_cosine(
         recipe["learning_rate"] * learning_rate_factor,
         total_steps=steps_per_epoch * recipe["epochs"],
@@ -197,6 +202,8 @@ def compile_for_training(model, recipe, steps_per_epoch, learning_rate_factor=1.
     )
     # No decay on biases, normalization scales, position tables and the class token.
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "embeddings", "class_token"])
+    if finetuning is not None:
+        optimizer = finetuning.optimizer(optimizer)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe["label_smoothing"]),
@@ -221,6 +228,7 @@ def train(
     callbacks=(),
     initial_model=None,
     initial_class_names=None,
+    finetuning=None,
     **overrides,
 ):
     """Train a ViT and write a run folder; returns the metrics.
@@ -244,6 +252,8 @@ def train(
         initial_model: a trained model to fine-tune instead of a new one.
         initial_class_names: its classes. When the data has other classes,
             the head is replaced by a new one for the data's classes.
+        finetuning: a `FineTuning` (`--method`) for `initial_model`.
+            Defaults to None: every weight trains.
         **overrides: recipe entries (`learning_rate`, `warmup_epochs`, ...),
             model settings (`size`, `patch_size`, `pooling`, ...) and
             augmentation settings (`translate`, `flip`, `rand_augment`,
@@ -284,7 +294,11 @@ def train(
             if initial_class_names != class_names:
                 model = evaluation.with_new_head(initial_model, num_classes)
             factor = FINETUNE_LEARNING_RATE_FACTOR
-        compile_for_training(model, recipe, steps_per_epoch, learning_rate_factor=factor)
+        if finetuning is not None:
+            finetuning.prepare(model, head=("head",))
+            callbacks = [*callbacks, *finetuning.callbacks]
+        compile_for_training(model, recipe, steps_per_epoch, learning_rate_factor=factor,
+                             finetuning=finetuning)
         train_data = make_dataset(x_train, y_train, num_classes, recipe["batch_size"], seed=seed,
                                   augmentation=recipe["augmentation"])
         validation_data = None
@@ -306,6 +320,7 @@ def train(
             "max_examples": max_examples,
             "recipe": recipe,
             "fine_tuned": initial_model is not None,
+            **runtime_settings(),
             "versions": {"keras": keras.__version__, "python": platform.python_version()},
         }
         metrics = {
@@ -317,8 +332,9 @@ def train(
             "epochs": recipe["epochs"],
             "train_examples": int(len(x_train)),
             "test_examples": int(len(x_test)),
+            **(finetuning.metrics if finetuning is not None else {}),
         }
-        model.save(run.file(MODEL_FILE))
+        (finetuning.export(model) if finetuning is not None else model).save(run.file(MODEL_FILE))
         write_json(run.file(SETTINGS_FILE), settings)
         write_json(run.file(METRICS_FILE), {**metrics, "confusion_matrix": test["confusion_matrix"]})
         evaluation.save_confusion_matrix(test["confusion_matrix"], class_names, run.file(CONFUSION_PICTURE))

@@ -35,9 +35,13 @@ MIN_FREQUENCY = 20.0
 
 
 def level_layers(level):
-    """The layers that set a clip's level: unit L2 norm, then times `level`."""
-    return (keras.layers.UnitNormalization(axis=-1, name="normalize"),
-            keras.layers.Rescaling(level, name="level"))
+    """The layers that set a clip's level: unit L2 norm, then times `level`.
+
+    In float32 whatever the dtype policy: a norm over 16,000 samples in bfloat16 is off by
+    up to a percent, and the data pipeline's features must be float32.
+    """
+    return (keras.layers.UnitNormalization(axis=-1, name="normalize", dtype="float32"),
+            keras.layers.Rescaling(level, name="level", dtype="float32"))
 
 
 def apply_level(model, waveforms):
@@ -99,6 +103,7 @@ class LogMel:
             min_freq=MIN_FREQUENCY,
             max_freq=sample_rate / 2,
             power_to_db=False,
+            dtype="float32",  # Data-pipeline features stay float32 under mixed precision.
         )
 
     def features(self, waveforms, lengths):

@@ -163,10 +163,11 @@ def training_model_of(serving):
     return keras.Model(frames, logits, name="keyword_spotter_training")
 
 
-def compile_model(model, steps, config):
+def compile_model(model, steps, config, finetuning=None):
     schedule = common_training.warmup_cosine(config["learning_rate"], steps, int(steps * config["warmup_fraction"]))
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], clipnorm=1.0)
     model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], clipnorm=1.0),
+        optimizer=finetuning.optimizer(optimizer) if finetuning else optimizer,
         loss=SparseSmoothedCrossEntropy(config["label_smoothing"]),
         metrics=["accuracy"],
     )
@@ -190,20 +191,24 @@ class SparseSmoothedCrossEntropy(keras.losses.Loss):
 
 
 def train(serving, training, train_waveforms, train_labels, run, config, epochs, seed=0,
-          validation=None, quiet=False):
+          validation=None, quiet=False, finetuning=None):
     """Fit the training face, then copy its embedding into the serving face.
 
     Args:
         validation: optional `(waveforms, labels)` scored after every epoch.
+        finetuning: a `FineTuning` (`finetune --method`), or None (every weight trains).
 
     Returns:
         The history, a list of per-epoch dicts.
     """
     dataset = make_dataset(train_waveforms, train_labels, config, training=True, seed=seed)
-    compile_model(training, epochs * len(dataset), config)
+    if finetuning:
+        finetuning.prepare(training, head=("head",))
+    compile_model(training, epochs * len(dataset), config, finetuning)
     validation_data = None if validation is None else make_dataset(*validation, config, training=False)
     start = time.perf_counter()
-    history = common_training.fit(training, dataset, run, epochs, validation_data=validation_data, quiet=quiet)
+    history = common_training.fit(training, dataset, run, epochs, validation_data=validation_data, quiet=quiet,
+                                  callbacks=finetuning.callbacks if finetuning else ())
     features.sync_embedding(training, serving)
     if history:
         history[-1]["train_seconds"] = time.perf_counter() - start

@@ -50,7 +50,7 @@ def _class_indices(clips, class_names):
 
 def _train(args):
     from applications.common import data as common_data
-    from applications.common import run_folder, serving, training
+    from applications.common import FineTuning, run_folder, runtime_settings, serving, training
     from applications.speech import data, keyword_spotting as recipe
 
     training.set_seed(args.seed)
@@ -73,21 +73,25 @@ def _train(args):
     print(f"Keyword spotting on {path}: {len(train_clips)} training and {len(test_clips)} test clips, "
           f"{len(class_names)} classes" + (f", speaker {args.holdout_speaker} held out." if args.holdout_speaker else "."))
 
+    tuning = FineTuning.from_args(args) if args.verb == "finetune" else None
     with run_folder.RunFolder(args.output, resume=args.resume, overwrite=args.overwrite) as run:
         if args.verb == "finetune":
             serving_model, training_model = model, recipe.training_model_of(model)
         else:
             serving_model, training_model = recipe.build_models(len(class_names), config)
         history = recipe.train(serving_model, training_model, train_waveforms, train_labels, run, config, epochs,
-                               seed=args.seed, validation=(test_waveforms, test_labels), quiet=args.quiet)
+                               seed=args.seed, finetuning=tuning, validation=(test_waveforms, test_labels),
+                               quiet=args.quiet)
         results = recipe.evaluate(serving_model, test_waveforms, test_labels, class_names,
                                   [clip.speaker for clip in test_clips], config["batch_size"])
         results = {"test_accuracy": results.pop("accuracy"), "test_examples": results.pop("examples"),
                    "epochs": epochs, "train_seconds": round(history[-1].get("train_seconds", 0.0), 1)
                    if history else 0.0, **results}
-        serving_model.save(run.file(run_folder.MODEL_FILE))
+        results.update(tuning.metrics if tuning else {})
+        (tuning.export(serving_model) if tuning else serving_model).save(run.file(run_folder.MODEL_FILE))
         record = {**config, "epochs": epochs, "class_names": class_names, "data": str(path),
-                  "holdout_speaker": args.holdout_speaker, "seed": args.seed}
+                  "holdout_speaker": args.holdout_speaker, "seed": args.seed,
+                  **runtime_settings()}
         run_folder.write_json(run.file(run_folder.SETTINGS_FILE), record)
         run_folder.write_json(run.file(run_folder.METRICS_FILE), results)
         recipe.plot_attention(serving_model, test_waveforms[0], run.file(ATTENTION_FILE),

@@ -313,22 +313,29 @@ def ctc_loss(packed, logits):
     return keras.ops.ctc_loss(labels, keras.ops.cast(logits, "float32"), label_lengths, frame_lengths)
 
 
-def compile_model(model, steps, config):
+def compile_model(model, steps, config, finetuning=None):
     schedule = common_training.warmup_cosine(config["learning_rate"], steps, int(steps * config["warmup_fraction"]))
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], clipnorm=1.0),
-                  loss=ctc_loss)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], clipnorm=1.0)
+    model.compile(optimizer=finetuning.optimizer(optimizer) if finetuning else optimizer, loss=ctc_loss)
 
 
 # === Training ===
 
 
-def train(serving, training, train_set, run, config, epochs, seed=0, validation=None, quiet=False):
-    """Fit the training face, then copy its embedding into the serving face."""
+def train(serving, training, train_set, run, config, epochs, seed=0, validation=None, quiet=False,
+          finetuning=None):
+    """Fit the training face, then copy its embedding into the serving face.
+
+    `finetuning`: a `FineTuning` (`finetune --method`), or None (every weight trains).
+    """
     dataset, batches = make_dataset(train_set, config, training=True, seed=seed)
-    compile_model(training, epochs * batches, config)
+    if finetuning:
+        finetuning.prepare(training, head=("head",))
+    compile_model(training, epochs * batches, config, finetuning)
     validation_data = None if validation is None else make_dataset(validation, config, training=False)[0]
     start = time.perf_counter()
-    history = common_training.fit(training, dataset, run, epochs, validation_data=validation_data, quiet=quiet)
+    history = common_training.fit(training, dataset, run, epochs, validation_data=validation_data, quiet=quiet,
+                                  callbacks=finetuning.callbacks if finetuning else ())
     features.sync_embedding(training, serving)
     if history:
         history[-1]["train_seconds"] = time.perf_counter() - start

@@ -67,7 +67,7 @@ def _fsdd_path():
 
 
 def _train(args):
-    from applications.common import run_folder, serving, training
+    from applications.common import FineTuning, run_folder, runtime_settings, serving, training
     from applications.common.errors import UserError
     from applications.speech import data, speech_to_text as recipe
 
@@ -105,6 +105,7 @@ def _train(args):
           + (f" and FSDD (speaker {config['holdout_speaker']} held out)" if "fsdd" in test_sets else "")
           + "; test sets: " + ", ".join(f"{name} {len(s)}" for name, s in test_sets.items()) + ".")
 
+    tuning = FineTuning.from_args(args) if args.verb == "finetune" else None
     with run_folder.RunFolder(args.output, resume=args.resume, overwrite=args.overwrite) as run:
         if model is not None:
             serving_model, training_model = model, recipe.training_model_of(model, config)
@@ -116,8 +117,10 @@ def _train(args):
         for name, test_set in test_sets.items():
             scores = recipe.evaluate(serving_model, test_set, config)
             results.update({f"{name}_{key}": value for key, value in scores.items()})
-        serving_model.save(run.file(run_folder.MODEL_FILE))
-        record = {**config, "epochs": epochs, "data": str(corpus), "seed": args.seed}
+        results.update(tuning.metrics if tuning else {})
+        (tuning.export(serving_model) if tuning else serving_model).save(run.file(run_folder.MODEL_FILE))
+        record = {**config, "epochs": epochs, "data": str(corpus), "seed": args.seed,
+                  **runtime_settings()}
         run_folder.write_json(run.file(run_folder.SETTINGS_FILE), record)
         run_folder.write_json(run.file(run_folder.METRICS_FILE), results)
         example = test_sets.get("fsdd", test_sets["corpus"])

@@ -111,7 +111,10 @@ def run(verb, args):
         )
         if verb == "train":
             return recipe.train(args.data, args.output, **options)
-        return recipe.finetune(args.model, args.data, args.output, **options)
+        from applications.common.finetuning import FineTuning
+
+        return recipe.finetune(args.model, args.data, args.output, tuning=FineTuning.from_args(args),
+                               **options)
     if verb == "evaluate":
         return recipe.evaluate(args.model, args.data, args.split, batch_size=args.batch_size,
                                reader_options=reader_options)

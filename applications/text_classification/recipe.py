@@ -25,6 +25,7 @@ from applications.common.run_folder import MODEL_FILE
 from applications.common.run_folder import SETTINGS_FILE
 from applications.common.run_folder import RunFolder
 from applications.common.run_folder import write_json
+from applications.common.runtime import runtime_settings
 from applications.common.serving import export_model
 from applications.common.serving import load_model
 from applications.common.serving import load_settings
@@ -163,11 +164,15 @@ def make_model(train_texts, class_names, settings):
     )
 
 
-def compile_for_training(training_model, settings, steps, learning_rate):
-    """AdamW on a warmup-cosine schedule; the members' mean loss, the average's accuracy."""
+def compile_for_training(training_model, settings, steps, learning_rate, finetuning=None):
+    """AdamW on a warmup-cosine schedule; the members' mean loss, the average's accuracy.
+
+    `finetuning` (a prepared `FineTuning`) may make the optimizer layer-wise.
+    """
     schedule = warmup_cosine(learning_rate, steps, int(settings["warmup_fraction"] * steps))
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=settings["weight_decay"])
     training_model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=settings["weight_decay"]),
+        optimizer=finetuning.optimizer(optimizer) if finetuning is not None else optimizer,
         loss={
             "members": keras.losses.CategoricalCrossentropy(
                 label_smoothing=settings["label_smoothing"]
@@ -193,11 +198,13 @@ def train(
     reader_options=None,
     max_examples=None,
     base_model=None,
+    tuning=None,
 ):
     """Train a classifier on the `train` split of `data`; write the run folder `output`.
 
     With `base_model` (a `TextClassifier`), continue training it (`finetune`): its tokenizer
-    and classes are kept, and the labels of `data` must be among its classes.
+    and classes are kept, and the labels of `data` must be among its classes; `tuning`
+    (a `FineTuning`, `--method`) says which weights train and how.
 
     Returns:
         The metrics written to `metrics.json`.
@@ -244,7 +251,18 @@ def train(
             label_indices(validation.labels, class_names), len(class_names), ensemble_size
         )
         steps = int(np.ceil(len(train_ids) / batch_size)) * epochs
-        compile_for_training(trained, settings, steps, learning_rate)
+        callbacks = [
+            keras.callbacks.EarlyStopping(
+                monitor="val_ensemble_accuracy",
+                mode="max",
+                patience=settings["patience"],
+                restore_best_weights=True,
+            )
+        ]
+        if tuning is not None:
+            tuning.prepare(trained, head=("head",))
+            callbacks += tuning.callbacks
+        compile_for_training(trained, settings, steps, learning_rate, tuning)
         preparation_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -254,14 +272,7 @@ def train(
             run,
             epochs,
             validation_data=validation_dataset(validation_ids, validation_targets, 256),
-            callbacks=[
-                keras.callbacks.EarlyStopping(
-                    monitor="val_ensemble_accuracy",
-                    mode="max",
-                    patience=settings["patience"],
-                    restore_best_weights=True,
-                )
-            ],
+            callbacks=callbacks,
             quiet=quiet,
             shuffle=False,  # The dataset is shuffled, with the seed.
         )
@@ -288,6 +299,7 @@ def train(
             "preparation_seconds": round(preparation_seconds, 1),
             "train_examples": len(fit_part),
             "validation_examples": len(validation),
+            **(tuning.metrics if tuning is not None else {}),
         }
         run_settings = {
             **settings,
@@ -299,12 +311,13 @@ def train(
             "finetuned": finetuning,
             "class_names": class_names,
             "reader_options": reader_options or {},
+            **runtime_settings(),
         }
         write_json(run.file(SETTINGS_FILE), run_settings)
         write_json(run.file(METRICS_FILE), metrics)
         vocabulary = tokenizer.get_vocabulary()
         run.file(VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
-        classifier.save(run.file(MODEL_FILE))
+        (tuning.export(classifier) if tuning is not None else classifier).save(run.file(MODEL_FILE))
     return metrics
 
 

@@ -108,6 +108,7 @@ _RNN_FLAGS = ("embedding_dim", "units", "attention", "dropout")
 
 def run(verb, args):
     """Do `verb`; returns the results the command prints."""
+    from applications.common import FineTuning
     from applications.translation import evaluation, recipe
 
     if verb == "train":
@@ -135,7 +136,7 @@ def run(verb, args):
             batch_size=args.batch_size, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
             quiet=args.quiet, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
             label_smoothing=args.label_smoothing, max_minutes=args.max_minutes, max_examples=args.max_examples,
-            evaluate_examples=args.evaluate_examples,
+            evaluate_examples=args.evaluate_examples, finetuning=FineTuning.from_args(args),
         )
     if verb == "evaluate":
         return evaluation.evaluate(

@@ -23,12 +23,14 @@ from applications.common import (
     METRICS_FILE,
     MODEL_FILE,
     SETTINGS_FILE,
+    FineTuning,
     RunFolder,
     UserError,
     fit,
     load_model,
     load_settings,
     model_path,
+    runtime_settings,
     set_seed,
     write_json,
 )
@@ -204,14 +206,20 @@ class TimeLimit(keras.callbacks.Callback):
 
 
 # === Model and training ===
-def compile_translator(translator, learning_rate, warmup_steps, decay, total_steps, label_smoothing):
-    """Adam with a warmup schedule, label-smoothed cross-entropy, token accuracy."""
+def compile_translator(translator, learning_rate, warmup_steps, decay, total_steps, label_smoothing,
+                       finetuning=None):
+    """Adam with a warmup schedule, label-smoothed cross-entropy, token accuracy.
+
+    `finetuning` (a prepared `FineTuning`) may make the optimizer layer-wise.
+    """
     from keras_attention.finetune import WarmupSchedule
 
     warmup_steps = int(min(warmup_steps, max(total_steps - 1, 0)))
     schedule = WarmupSchedule(learning_rate, warmup_steps=warmup_steps, decay=decay,
                               total_steps=total_steps if decay in ("linear", "cosine") else None)
     optimizer = keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9, clipnorm=CLIP_NORM)
+    if finetuning is not None:
+        optimizer = finetuning.optimizer(optimizer)
     translator.compile(
         optimizer=optimizer,
         loss=LabelSmoothedCrossEntropy(label_smoothing),
@@ -291,7 +299,7 @@ def train(data=None, output=None, source="en", target="de", architecture=ARCHITE
             source_language=source, target_language=target, vocabulary_size=vocabulary_size,
             shared_vocabulary=shared_vocabulary, source_vocabulary=source_tokenizer.vocabulary_size(),
             target_vocabulary=target_tokenizer.vocabulary_size(), sequence_length=sequence_length,
-            batch_size=batch_size, label_smoothing=label_smoothing, seed=seed, **recipe,
+            batch_size=batch_size, label_smoothing=label_smoothing, seed=seed, **recipe, **runtime_settings(),
         )
         translator.save(run.file(MODEL_FILE))
         write_json(run.file(SETTINGS_FILE), settings)
@@ -339,8 +347,13 @@ def _final_scores(translator, data, source, target, run, evaluate_examples=None)
 
 def finetune(model, data=None, output=None, source=None, target=None, epochs=None, batch_size=None, seed=0,
              resume=False, overwrite=False, quiet=False, learning_rate=None, warmup_steps=None,
-             label_smoothing=None, max_minutes=None, max_examples=None, evaluate_examples=None):
-    """Continue training a translator on new pairs (same vocabularies); write a new run folder."""
+             label_smoothing=None, max_minutes=None, max_examples=None, evaluate_examples=None, finetuning=None):
+    """Continue training a translator on new pairs (same vocabularies); write a new run folder.
+
+    `finetuning` (a `FineTuning`, `--method`) says which weights train and how; the head is
+    the output projection (tied to the decoder's embedding, whose table it shares).
+    """
+    finetuning = finetuning or FineTuning()
     path = model_path(model)
     translator = evaluation.check_translator(load_model(path), model)
     settings = dict(load_settings(path))
@@ -362,18 +375,21 @@ def finetune(model, data=None, output=None, source=None, target=None, epochs=Non
         validation = _optional_split(data, source, target, "validation")
         validation_batches = None if validation is None else TranslationBatches(
             *encode_pairs(translator, drop_empty_pairs(validation)), batch_size, shuffle=False)
+        finetuning.prepare(translator, head=("output_head",))
         compile_translator(translator, learning_rate, warmup_steps, "cosine", max(2, epochs * len(batches)),
-                           label_smoothing)
+                           label_smoothing, finetuning)
         callbacks = [EpochOrder(batches)] + ([TimeLimit(max_minutes)] if max_minutes else [])
+        callbacks += finetuning.callbacks
         history = fit(translator, batches.dataset(), run, epochs,
                       validation_data=validation_batches and validation_batches.dataset(), callbacks=callbacks,
                       quiet=quiet)
-        translator.save(run.file(MODEL_FILE))
+        finetuning.export(translator).save(run.file(MODEL_FILE))
+        settings.update(**runtime_settings())
         settings.update(data=str(data) if data else settings.get("data"), source_language=source,
                         target_language=target, finetuned_from=str(path), epochs=epochs,
                         learning_rate=learning_rate, warmup_steps=warmup_steps)
         write_json(run.file(SETTINGS_FILE), settings)
-        metrics = dict(train_examples=len(corpus), epochs_completed=len(history))
+        metrics = dict(train_examples=len(corpus), epochs_completed=len(history), **finetuning.metrics)
         if history:
             metrics.update({k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")})
         metrics.update(_final_scores(translator, data, source, target, run, evaluate_examples))

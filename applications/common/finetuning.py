@@ -1,0 +1,155 @@
+"""`finetune --method`: what each fine-tuning method changes in a run, written once.
+
+Every application calls, in this order:
+
+    tuning = FineTuning(method, layer_decay=..., lora_rank=...)   # from the flags
+    tuning.prepare(training_model, head=("head",))   # before compile: freezes, adapters
+    model.compile(optimizer=tuning.optimizer(optimizer), ...)
+    fit(..., callbacks=[*callbacks, *tuning.callbacks])
+    metrics.update(tuning.metrics)                   # method, trainable fraction
+    tuning.export(serving_model).save(...)           # LoRA merged into plain weights
+
+The methods (`keras_attention.finetune` does the work):
+- `full`: every weight trains (what `train` does to a new model).
+- `frozen`: only the head trains; the encoder stays exactly as it was.
+- `gradual`: the head first, then one more block from the top each epoch
+  (`GradualUnfreezing`; TensorFlow and PyTorch backends).
+- `layerwise`: every weight trains, block `i` from the top at the rate times
+  `layer_decay ** (i + 1)` (`layerwise_optimizer`).
+- `lora`: rank-`lora_rank` adapters on the query and value projections of the
+  attention layers, the head in full, the rest frozen (`apply_lora`);
+  `export` folds the adapters into plain kernels (`merge_lora`).
+
+Blocks are the layers named `encoder_N`, `encoder_layer_N`, `decoder_N` or
+`decoder_layer_N` (decoder above encoder, higher N above lower); what is in
+neither a block nor the head (embeddings, final norms) is the bottom group.
+"""
+
+import math
+import re
+
+import keras
+
+from applications.common.arguments import METHODS
+from applications.common.errors import UserError
+
+_BLOCK = re.compile(r"^(encoder|decoder)(?:_layer)?_(\d+)$")
+
+
+class FineTuning:
+    """The fine-tuning method of a run (see the module docstring).
+
+    Args:
+        method: str. One of `METHODS`. Defaults to `"full"`.
+        layer_decay: float in (0, 1]. `layerwise`: the rate ratio between
+            adjacent blocks. Defaults to 0.75.
+        lora_rank: int. `lora`: the adapters' rank. Defaults to 8.
+    """
+
+    def __init__(self, method="full", layer_decay=0.75, lora_rank=8):
+        if method not in METHODS:
+            raise UserError(f"Unknown --method {method!r}. Expected one of {', '.join(METHODS)}.")
+        if method == "gradual" and keras.backend.backend() == "jax":
+            raise UserError(
+                "--method gradual needs the TensorFlow or PyTorch backend: the JAX training loop fixes the "
+                "trainable weights when fit() starts. Set KERAS_BACKEND=tensorflow, or use --method layerwise."
+            )
+        self.method = method
+        self.layer_decay = layer_decay
+        self.lora_rank = lora_rank
+        self.callbacks = []
+        self.metrics = {"method": method}
+        self._groups = None
+
+    @classmethod
+    def from_args(cls, args):
+        """The method of the parsed flags (`full` for `train`, which has no `--method`)."""
+        return cls(getattr(args, "method", "full"), getattr(args, "layer_decay", 0.75),
+                   getattr(args, "lora_rank", 8))
+
+    def prepare(self, model, head):
+        """Freeze or adapt `model` for the method; call before `compile`.
+
+        Args:
+            model: the built model that will be fitted.
+            head: tuple of str. Names of the head layers (the layers a new
+                task trains from scratch).
+        """
+        from keras_attention.finetune import GradualUnfreezing, apply_lora, freeze, unfreeze
+
+        head = list(head)
+        policy = keras.config.dtype_policy().name
+        saved = sorted({layer.dtype_policy.name for layer in model._flatten_layers(include_self=False)
+                        if layer.dtype_policy.name in ("float32", "mixed_float16", "mixed_bfloat16")})
+        if saved and saved != [policy]:
+            # Each layer of a saved model carries its dtype policy; only new layers follow --precision.
+            print(f"Note: the model computes in {', '.join(saved)} as it was trained; new layers use {policy}.")
+        self._groups = block_groups(model, head)
+        if self.method == "frozen":
+            freeze(model)
+            unfreeze(model, head)
+        elif self.method == "gradual":
+            self.callbacks = [GradualUnfreezing(self._groups)]
+        elif self.method == "lora":
+            try:
+                apply_lora(model, self.lora_rank, keep_trainable=head)
+            except ValueError as error:
+                raise UserError(f"--method lora: {error}") from None
+        # Before training: under `gradual`, every weight that will train.
+        trainable = _count(model.trainable_weights)
+        total = _count(model.weights)
+        self.metrics.update(trainable_parameters=trainable, total_parameters=total,
+                            trainable_fraction=round(trainable / max(total, 1), 6))
+
+    def optimizer(self, optimizer):
+        """The optimizer to compile with: `optimizer`, or its layer-wise form."""
+        from keras_attention.finetune import layerwise_optimizer
+
+        if self.method != "layerwise":
+            return optimizer
+        if self._groups is None:
+            raise ValueError("Call FineTuning.prepare(model, head) before FineTuning.optimizer(...).")
+        return layerwise_optimizer(optimizer, self._groups, self.layer_decay)
+
+    def export(self, model):
+        """The model to save: with LoRA, a copy with the adapters merged into plain weights."""
+        from keras_attention.finetune import merge_lora
+
+        return merge_lora(model) if self.method == "lora" else model
+
+
+def block_groups(model, head):
+    """Layer groups of `model` from the top down, each a list of layer-path patterns.
+
+    One group per block name (`encoder_3`, `decoder_layer_0`, ...; all
+    layers of that name together, e.g. the members of an ensemble), decoder
+    blocks above encoder blocks, higher indices above lower; then one group
+    of every other layer with weights, outside the head (embeddings, norms).
+    """
+    layers = list(model._flatten_layers(include_self=False))
+    head_layers = {id(inner) for layer in layers if layer.name in head
+                   for inner in layer._flatten_layers(include_self=True)}
+    blocks = {}
+    for layer in layers:
+        match = _BLOCK.match(layer.name)
+        if match and id(layer) not in head_layers:
+            blocks[layer.name] = (match.group(1) == "decoder", int(match.group(2)))
+    in_blocks = {id(inner) for layer in layers if layer.name in blocks
+                 for inner in layer._flatten_layers(include_self=True)}
+    rest = [
+        layer.path for layer in layers
+        if layer.trainable_weights and not list(layer._flatten_layers(include_self=False))  # Leaves.
+        and id(layer) not in head_layers and id(layer) not in in_blocks
+    ]
+    groups = [[f"*{name}"] for name in sorted(blocks, key=blocks.get, reverse=True)]
+    if rest:
+        groups.append(sorted(set(rest)))
+    if not groups:
+        raise UserError(f"The model has nothing outside its head {head} to fine-tune.")
+    return groups
+
+
+def _count(variables):
+    """Parameters in `variables`, each shared variable once (e.g. tied embeddings)."""
+    unique = {id(variable): variable for variable in variables}
+    return int(sum(math.prod(variable.shape) for variable in unique.values()))
