@@ -104,6 +104,7 @@ def _tensorflow_distribution(mode):
                 '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}.'
             )
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        _mean_of_scalars_across_workers()
         return strategy.scope(), "multi-worker", strategy.num_replicas_in_sync
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     if len(devices) < 2:
@@ -114,3 +115,29 @@ def _tensorflow_distribution(mode):
         )
     strategy = tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
     return strategy.scope(), "mirrored", strategy.num_replicas_in_sync
+
+
+def _mean_of_scalars_across_workers():
+    """Let Keras's TensorFlow trainer average scalar logs across workers.
+
+    Under MultiWorkerMirroredStrategy, keras 3.15 reduces every output of a training
+    step with `strategy.reduce("MEAN", v, axis=0)`, which fails on the scalar loss and
+    metrics ("Invalid reduction dimension 0 for input with 0 dimensions",
+    tensorflow/tensorflow#72388). Scalars are reduced with `axis=None` instead. This is
+    the one private Keras import of the applications; the trainer looks the function up
+    by name at each trace, so replacing it in its module takes effect.
+    """
+    from keras.src.backend.tensorflow import trainer
+
+    original = trainer.reduce_per_replica
+    if getattr(original, "scalars_fixed", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return keras.tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=0 if len(v.shape) else None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.scalars_fixed = True
+    trainer.reduce_per_replica = reduce_per_replica

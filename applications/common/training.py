@@ -7,6 +7,7 @@ progress bars, a checkpoint after every epoch (`--resume`), the history as
 CSV and the learning-curves picture.
 """
 
+import contextlib
 import csv
 import sys
 import time
@@ -127,18 +128,72 @@ def fit(model, train_data, run, epochs, validation_data=None, callbacks=(), quie
         keras.callbacks.TerminateOnNaN(),
         *callbacks,
     ]
+    validation_data = _evenly_split(validation_data, model)
     x, y = train_data if isinstance(train_data, tuple) and len(train_data) == 2 else (train_data, None)
     if y is None:
         kwargs.setdefault("shuffle", False)  # A dataset shuffles itself (seeded).
-    model.fit(
-        x,
-        y,
-        epochs=epochs,
-        validation_data=validation_data,
-        callbacks=all_callbacks,
-        verbose=progress_verbosity(quiet),
-        **kwargs,
-    )
+    with _first_batch_check_off(model):
+        model.fit(
+            x,
+            y,
+            epochs=epochs,
+            validation_data=validation_data,
+            callbacks=all_callbacks,
+            verbose=progress_verbosity(quiet),
+            **kwargs,
+        )
     history = reporting.read_history(history_path)
     reporting.plot_learning_curves(history, run.file(LEARNING_CURVES_FILE))
     return history
+
+
+
+@contextlib.contextmanager
+def _first_batch_check_off(model):
+    """Under MultiWorkerMirroredStrategy, let `model.fit` skip Keras's look at the first batch.
+
+    Keras's TensorFlow trainer (keras 3.15, `_maybe_symbolic_build` in
+    keras/src/backend/tensorflow/trainer.py) reduces the first batch of the data across
+    replicas before training, to build the model; under MultiWorkerMirroredStrategy that
+    reduce always fails (tensorflow/tensorflow#72388). Our models are built already; with
+    the model's own strategy unset, `model.distribute_strategy` is the strategy of the
+    scope, the same one, and the check is skipped. Restored after `fit`. (Under
+    MirroredStrategy the check stays: skipping it defers building the optimizer into the
+    traced step, which fails there; `_evenly_split` serves instead.)
+    """
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is None:
+        yield
+        return
+    import tensorflow as tf  # Only under a tf.distribute strategy.
+
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and model.built
+            and tf.distribute.has_strategy() and tf.distribute.get_strategy() is strategy):
+        yield
+        return
+    model._distribute_strategy = None
+    try:
+        yield
+    finally:
+        model._distribute_strategy = strategy
+
+
+def _evenly_split(dataset, model, batch_size=256):
+    """Under a strategy of R > 1 replicas, the validation batches rebatched to multiples of R.
+
+    Keras's TensorFlow trainer takes the MEAN over replicas of the first batch of the
+    validation data (`_maybe_symbolic_build`, see above), which fails when that batch does
+    not split evenly (143 examples on 2 replicas: 72 != 71). Rebatching drops at most
+    R - 1 validation examples. Only datasets whose examples all have one shape can be
+    rebatched; others pass unchanged.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    replicas = getattr(strategy, "num_replicas_in_sync", 1)
+    if replicas < 2 or dataset is None or not hasattr(dataset, "element_spec"):
+        return dataset
+    import tensorflow as tf  # Only under a tf.distribute strategy.
+
+    if not all(spec.shape[1:].is_fully_defined() for spec in tf.nest.flatten(dataset.element_spec)):
+        return dataset
+    batch = max(batch_size // replicas, 1) * replicas
+    return dataset.unbatch().batch(replicas, drop_remainder=True).unbatch().batch(batch)
