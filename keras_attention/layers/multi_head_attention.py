@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_attention.layers.layer_utils import clone_initializer
 from keras_attention.layers.layer_utils import validate_shape
+from keras_attention.ops.attention import cached_dot_product_attention
 from keras_attention.ops.attention import dot_product_attention
 from keras_attention.ops.masks import compute_attention_mask
 from keras_attention.ops.masks import merge_masks
@@ -37,7 +38,10 @@ class MultiHeadAttention(keras.layers.Layer):
     - `attention_implementation="blocked"`: walk the keys in blocks with an
       online softmax, so no `(T, S)` matrix is held; for long sequences.
     - a key/value cache for incremental decoding, with the call convention
-      of `keras_hub.layers.CachedMultiHeadAttention`.
+      of `keras_hub.layers.CachedMultiHeadAttention`. A step writes the new
+      keys and values with one update of the cache and, for one query
+      token, attends over it in place, without copying its key and value
+      halves.
 
     Inputs are sequences `(B, T, dim)`; attention runs over the sequence
     axis only (for attention over several axes of images or videos, use
@@ -385,23 +389,28 @@ class MultiHeadAttention(keras.layers.Layer):
         else:
             cache = ops.cast(self._validate_cache(cache, query), self.compute_dtype)
             _check_update_index(cache_update_index, cache, value)
-            key_heads, value_heads = cache[:, 0, ...], cache[:, 1, ...]  # [B, S, K, H]
             if cache_update_index is not None:
-                start = [0, cache_update_index, 0, 0]
-                key_heads = ops.slice_update(key_heads, start, self._key_dense(key))
-                value_heads = ops.slice_update(value_heads, start, self._value_dense(value))
-                cache = ops.stack((key_heads, value_heads), axis=1)  # [B, 2, S, K, H]
+                # One update of the whole cache: slicing out its key and value
+                # halves, updating each and stacking them back copied the
+                # cache five times per step.
+                new_key_value = ops.stack(
+                    (self._key_dense(key), self._value_dense(value)), axis=1
+                )  # [B, 2, T_new, K, H]
+                cache = ops.slice_update(cache, [0, 0, cache_update_index, 0, 0], new_key_value)
 
         mask = self._compute_attention_mask(
             query,
             value,
             key,
-            key_heads,
             query_mask=query_mask,
             value_mask=value_mask,
             key_mask=key_mask,
             attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
+            # Without a cache, causality goes down to the attention kernel,
+            # which never builds a (T, S) mask on the blocked path; with a
+            # cache, queries start at `cache_update_index`, which the mask
+            # carries.
+            use_causal_mask=use_causal_mask and cache is not None,
             cache=cache,
             cache_update_index=cache_update_index,
         )  # [B|1, T, S] or None
@@ -410,15 +419,30 @@ class MultiHeadAttention(keras.layers.Layer):
         # as do the returned scores: both take the plain path.
         use_dropout = bool(training) and self.dropout > 0
         needs_scores = return_attention_scores or use_dropout
-        outputs = dot_product_attention(
-            query_heads,
-            key_heads,
-            value_heads,
-            mask=mask,
-            scale=1.0 / float(self.key_dim) ** 0.5,
-            implementation="plain" if needs_scores else implementation,
-            return_attention_scores=needs_scores,
-        )  # [B, T, N, Hv] (and scores [B, N, T, S])
+        scale = 1.0 / float(self.key_dim) ** 0.5
+        if cache is not None and query.shape[1] == 1 and not use_dropout:
+            # A decoding step reads the cache in place (the same results as
+            # the plain path on its key and value halves).
+            outputs = cached_dot_product_attention(
+                query_heads,
+                cache,
+                mask=mask,
+                scale=scale,
+                return_attention_scores=return_attention_scores,
+            )  # [B, 1, N, Hv] (and scores [B, N, 1, S])
+        else:
+            if cache is not None:
+                key_heads, value_heads = cache[:, 0, ...], cache[:, 1, ...]  # [B, S, K, H]
+            outputs = dot_product_attention(
+                query_heads,
+                key_heads,
+                value_heads,
+                mask=mask,
+                is_causal=use_causal_mask and cache is None,
+                scale=scale,
+                implementation="plain" if needs_scores else implementation,
+                return_attention_scores=needs_scores,
+            )  # [B, T, N, Hv] (and scores [B, N, T, S])
         attention_output, attention_scores = outputs if needs_scores else (outputs, None)
         if use_dropout:
             dropped_scores = self._dropout_layer(attention_scores, training=training)
@@ -461,7 +485,6 @@ class MultiHeadAttention(keras.layers.Layer):
         query,
         value,
         key,
-        key_heads,
         query_mask,
         value_mask,
         key_mask,
@@ -472,7 +495,10 @@ class MultiHeadAttention(keras.layers.Layer):
     ):
         """Validate every mask and merge them into one `(B, T, S)` mask."""
         batch_size, query_length = query.shape[0], query.shape[1]
-        key_length = key_heads.shape[1]
+        # S: the cache's length, or the keys'.
+        keys = key if cache is None else cache
+        key_axis = 1 if cache is None else 2
+        key_length, dynamic_key_length = keys.shape[key_axis], ops.shape(keys)[key_axis]
         query_mask = validate_shape(
             "query_mask", query_mask, (batch_size, query_length), "(B, T)"
         )
@@ -493,7 +519,7 @@ class MultiHeadAttention(keras.layers.Layer):
                 # A mask of the new tokens only: write it into an all-True
                 # mask of the cache at the update index.
                 mask = validate_shape(name, mask, (batch_size, tokens.shape[1]), "(B, S_new)")
-                full = ops.ones((ops.shape(mask)[0], ops.shape(key_heads)[1]), "int32")
+                full = ops.ones((ops.shape(mask)[0], dynamic_key_length), "int32")
                 mask = ops.slice_update(full, [0, cache_update_index], ops.cast(mask, "int32"))
             else:
                 mask = validate_shape(name, mask, (batch_size, key_length), "(B, S)")
@@ -506,7 +532,7 @@ class MultiHeadAttention(keras.layers.Layer):
             broadcast_axes=(0, 1, 2),
         )
         start_index = 0 if cache_update_index is None else cache_update_index
-        query_length, key_length = ops.shape(query)[1], ops.shape(key_heads)[1]
+        query_length, key_length = ops.shape(query)[1], dynamic_key_length
         mask = compute_attention_mask(
             query_length,
             key_length,

@@ -93,8 +93,8 @@ def dot_product_attention(
         )
     if scale is None:
         scale = 1.0 / float(query.shape[-1]) ** 0.5
-    mask = _standardize_rank4("mask", mask, "bool", query, key)
-    bias = _standardize_rank4("bias", bias, None, query, key)
+    mask = _standardize_rank4("mask", mask, "bool", query, key.shape[1])
+    bias = _standardize_rank4("bias", bias, None, query, key.shape[1])
 
     if implementation is None:
         long_enough = _static_product(query.shape[1], key.shape[1]) >= AUTO_BLOCKED_MIN_LOGITS
@@ -150,6 +150,28 @@ def _plain_attention(
     logits = ops.reshape(
         logits, (batch_size, num_heads, query_length, ops.shape(key)[1])
     )  # [B, N, T, S]
+    scores, has_visible_key = _masked_softmax(
+        logits, mask, bias, can_empty_rows, return_attention_scores
+    )
+    scores = ops.cast(scores, value.dtype)
+    grouped_scores = ops.reshape(
+        scores, (batch_size, num_key_value_heads, groups, query_length, -1)
+    )  # [B, K, G, T, S]
+    output = ops.einsum("bkgts,bskh->btkgh", grouped_scores, value)  # [B, T, K, G, Hv]
+    output = ops.reshape(
+        output, (batch_size, query_length, num_heads, ops.shape(value)[-1])
+    )  # [B, T, N, Hv]
+    return _zero_empty_rows(output, has_visible_key, return_attention_scores), scores
+
+
+def _masked_softmax(logits, mask, bias, can_empty_rows, return_attention_scores):
+    """Float32 softmax of `logits [B, N, T, S]` under `mask` and `bias`.
+
+    Returns `(scores, has_visible_key)`: `has_visible_key [B|1, N|1, T, 1]`
+    marks the rows that see at least one key (`None` when no row can be
+    empty); with `return_attention_scores`, the other rows of `scores` are
+    zeroed here, otherwise `_zero_empty_rows` zeroes them in the output.
+    """
     logits = ops.cast(logits, "float32")
     if bias is not None:
         logits = logits + ops.cast(bias, "float32")
@@ -164,23 +186,110 @@ def _plain_attention(
         has_visible_key = ops.any(mask, axis=-1, keepdims=True)  # [B|1, N|1, T, 1]
         if return_attention_scores:
             scores = ops.where(has_visible_key, scores, 0.0)
-    scores = ops.cast(scores, value.dtype)
-    grouped_scores = ops.reshape(
-        scores, (batch_size, num_key_value_heads, groups, query_length, -1)
-    )  # [B, K, G, T, S]
-    output = ops.einsum("bkgts,bskh->btkgh", grouped_scores, value)  # [B, T, K, G, Hv]
+    return scores, has_visible_key
+
+
+def _zero_empty_rows(output, has_visible_key, return_attention_scores):
+    """Zero the rows of `output [B, T, N, Hv]` whose query sees no key."""
+    if has_visible_key is None or return_attention_scores:
+        return output
+    # Zero the rows of the output rather than of the scores: T * Hv
+    # values instead of T * S.
+    has_visible_key = ops.transpose(has_visible_key, (0, 2, 1, 3))  # [B|1, T, N|1, 1]
+    return ops.where(has_visible_key, output, ops.zeros((), output.dtype))
+
+
+def cached_dot_product_attention(query, cache, mask=None, scale=None, return_attention_scores=False):
+    """Attention of one query position over a key/value cache, read in place.
+
+    The decoding step of `MultiHeadAttention`: the same results as
+    `dot_product_attention(query, cache[:, 0], cache[:, 1], mask)`, without
+    the copies that slicing the keys and values out of the `(B, 2, S, K, H)`
+    cache and transposing them for a batched matmul make at every step (on a
+    CPU they cost more than the attention itself). The cache is viewed as
+    `(B, 2 S, K * H)`, a free reshape, and multiplied by the query spread
+    block-diagonally over the `K` key/value heads (zeros elsewhere), so each
+    query head meets only its own key head; the products with the values
+    (for the logits) and with the keys (for the output, by zero weights) are
+    computed and dropped. That takes `2 K` times the flops of one query
+    position, little next to the copies of the whole cache it saves, and too
+    much for long queries: use `dot_product_attention` for `T > 1`.
+
+    Args:
+        query: tensor `(B, 1, N, H)`.
+        cache: tensor `(B, 2, S, K, H)`: keys (`cache[:, 0]`) and values
+            (`cache[:, 1]`), `K` dividing `N`, `K` and `H` known statically.
+        mask: optional boolean tensor broadcastable to `(B, N, 1, S)`
+            (rank 3 `(B, 1, S)` is also accepted), True where attention is
+            allowed.
+        scale: float. Multiplies the logits. Defaults to `1 / sqrt(H)`.
+        return_attention_scores: bool. Also return the `(B, N, 1, S)`
+            attention probabilities. Defaults to `False`.
+
+    Returns:
+        The attention output `(B, 1, N, H)`, in the query's dtype; with
+        `return_attention_scores=True`, a tuple `(output, scores)`.
+    """
+    query = ops.convert_to_tensor(query)
+    cache = ops.convert_to_tensor(cache, dtype=query.dtype)
+    if len(query.shape) != 4 or query.shape[1] != 1:
+        raise ValueError(
+            "`query` must have shape (B, 1, N, H): one position. Received: "
+            f"query.shape={tuple(query.shape)}. Use dot_product_attention for longer queries."
+        )
+    if len(cache.shape) != 5 or cache.shape[1] != 2 or None in cache.shape[3:]:
+        raise ValueError(
+            "`cache` must have shape (B, 2, S, K, H) with K and H known. "
+            f"Received: cache.shape={tuple(cache.shape)}"
+        )
+    num_heads, head_dim = query.shape[2], query.shape[3]
+    num_key_value_heads = cache.shape[3]
+    if num_heads % num_key_value_heads != 0 or cache.shape[4] != head_dim:
+        raise ValueError(
+            "The cache's K key/value heads must divide the query's N heads, "
+            "and both must have the head size H. Received: "
+            f"query.shape={tuple(query.shape)}, cache.shape={tuple(cache.shape)}"
+        )
+    if scale is None:
+        scale = 1.0 / float(head_dim) ** 0.5
+    mask = _standardize_rank4("mask", mask, "bool", query, cache.shape[2])
+    groups = num_heads // num_key_value_heads
+    batch_size, key_length = ops.shape(cache)[0], ops.shape(cache)[2]
+    width = num_key_value_heads * head_dim
+
+    query = ops.multiply(query, ops.cast(scale, query.dtype))
+    query = ops.reshape(
+        query, (batch_size, num_key_value_heads, groups, 1, head_dim)
+    )  # [B, K, G, 1, H]
+    # diagonal[k', k] = 1 where key/value head k serves query head (k', g).
+    diagonal = ops.reshape(
+        ops.eye(num_key_value_heads, dtype=query.dtype),
+        (1, num_key_value_heads, 1, num_key_value_heads, 1),
+    )
+    spread = ops.reshape(query * diagonal, (batch_size, num_heads, width))  # [B, N, K*H]
+    flat_cache = ops.reshape(cache, (batch_size, 2 * key_length, width))  # [B, 2S, K*H]
+    logits = ops.einsum("bnd,bsd->bns", spread, flat_cache)  # [B, N, 2S]
+    logits = ops.expand_dims(logits[:, :, :key_length], 2)  # [B, N, 1, S], the keys' half
+
+    scores, has_visible_key = _masked_softmax(
+        logits, mask, None, mask is not None, return_attention_scores
+    )  # [B, N, 1, S]
+    scores = ops.cast(scores, query.dtype)
+    # Zero weights on the keys' half: the sum runs over the values only.
+    weights = ops.concatenate([ops.zeros_like(scores), scores], axis=-1)[:, :, 0]  # [B, N, 2S]
+    output = ops.einsum("bns,bsd->bnd", weights, flat_cache)  # [B, N, K*H]
     output = ops.reshape(
-        output, (batch_size, query_length, num_heads, ops.shape(value)[-1])
-    )  # [B, T, N, Hv]
-    if has_visible_key is not None and not return_attention_scores:
-        # Zero the rows of the output rather than of the scores: T * Hv
-        # values instead of T * S.
-        has_visible_key = ops.transpose(has_visible_key, (0, 2, 1, 3))  # [B|1, T, N|1, 1]
-        output = ops.where(has_visible_key, output, ops.zeros((), output.dtype))
-    return output, scores
+        output, (batch_size, num_key_value_heads, groups, num_key_value_heads, head_dim)
+    )  # [B, K', G, K, H]: query head (k', g) against every value head k
+    output = ops.sum(output * diagonal, axis=3)  # [B, K, G, H], its own value head
+    output = ops.reshape(output, (batch_size, 1, num_heads, head_dim))  # [B, 1, N, H]
+    output = _zero_empty_rows(output, has_visible_key, return_attention_scores)
+    if return_attention_scores:
+        return output, scores
+    return output
 
 
-def _standardize_rank4(name, tensor, dtype, query, key):
+def _standardize_rank4(name, tensor, dtype, query, key_length):
     """Bring a mask or bias to rank 4 `(B|1, N|1, T|1, S|1)` and check its shape."""
     if tensor is None:
         return None
@@ -195,7 +304,7 @@ def _standardize_rank4(name, tensor, dtype, query, key):
             f"`{name}` must have shape (B, T, S) or be broadcastable to "
             f"(B, N, T, S). Received: {name}.shape={tuple(tensor.shape)}"
         )
-    expected = (query.shape[0], query.shape[2], query.shape[1], key.shape[1])
+    expected = (query.shape[0], query.shape[2], query.shape[1], key_length)
     for size, target in zip(tensor.shape, expected):
         if size is not None and target is not None and size not in (1, target):
             raise ValueError(

@@ -8,6 +8,7 @@ import pytest
 from keras import ops
 
 from keras_attention.ops import attention as attention_module
+from keras_attention.ops.attention import cached_dot_product_attention
 from keras_attention.ops import dot_product_attention
 from keras_attention.ops import mask_fill_value
 from keras_attention.ops.blocked_attention import blocked_dot_product_attention
@@ -453,3 +454,49 @@ def test_blocked_function_errors():
         blocked_dot_product_attention(query[0], key, value)
     with pytest.raises(ValueError, match="`mask` must have rank 4"):
         blocked_dot_product_attention(query, key, value, mask=np.ones((2, 5, 11), bool))
+
+
+# === Attention over a key/value cache (one decoding step) ===
+
+
+@pytest.mark.parametrize("num_key_value_heads", [1, 2, 4])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_cached_attention_equals_plain_attention_on_the_cache_halves(num_key_value_heads, dtype):
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=(3, 1, 4, 8)).astype(dtype)
+    cache = rng.normal(size=(3, 2, 6, num_key_value_heads, 8)).astype(dtype)
+    # Row 0 sees a prefix (a decoding step), row 1 scattered keys, row 2 none.
+    mask = np.array([[[1, 1, 1, 0, 0, 0]], [[1, 0, 1, 0, 1, 1]], [[0, 0, 0, 0, 0, 0]]], bool)
+    expected, expected_scores = dot_product_attention(
+        query, cache[:, 0], cache[:, 1], mask=mask, scale=0.3, return_attention_scores=True
+    )
+    got, scores = cached_dot_product_attention(
+        query, cache, mask=mask, scale=0.3, return_attention_scores=True
+    )
+    tolerance = 1e-6 if dtype == "float32" else 2e-3
+    np.testing.assert_allclose(to_numpy(got), to_numpy(expected), atol=tolerance)
+    np.testing.assert_allclose(to_numpy(scores), to_numpy(expected_scores), atol=tolerance)
+    np.testing.assert_array_equal(to_numpy(got)[2], 0.0)  # nothing visible: zeros, not NaN
+    # Without scores (zeros put in the output rather than the scores) and without a mask.
+    got = cached_dot_product_attention(query, cache, mask=mask, scale=0.3)
+    np.testing.assert_allclose(to_numpy(got), to_numpy(expected), atol=tolerance)
+    np.testing.assert_allclose(
+        to_numpy(cached_dot_product_attention(query, cache)),
+        numpy_attention(query, cache[:, 0], cache[:, 1]),
+        atol=tolerance,
+    )
+
+
+@pytest.mark.parametrize(
+    "query_shape, cache_shape, message",
+    [
+        ((2, 3, 4, 8), (2, 2, 6, 2, 8), r"`query` must have shape \(B, 1, N, H\)"),
+        ((2, 1, 4, 8), (2, 6, 2, 8), r"`cache` must have shape \(B, 2, S, K, H\)"),
+        ((2, 1, 4, 8), (2, 3, 6, 2, 8), r"`cache` must have shape \(B, 2, S, K, H\)"),
+        ((2, 1, 4, 8), (2, 2, 6, 3, 8), "key/value heads must divide"),
+        ((2, 1, 4, 8), (2, 2, 6, 2, 5), "key/value heads must divide"),
+    ],
+)
+def test_cached_attention_errors(query_shape, cache_shape, message):
+    with pytest.raises(ValueError, match=message):
+        cached_dot_product_attention(np.zeros(query_shape, "float32"), np.zeros(cache_shape, "float32"))
