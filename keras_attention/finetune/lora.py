@@ -119,6 +119,15 @@ def merge_lora(model):
         path = os.path.join(directory, "merged.weights.h5")
         model.save_weights(path)
         merged.load_weights(path)
+        # State kept as assets (a tokenizer's vocabulary) is in neither the config nor the
+        # weights: copy it layer by layer (both models come from one config, same order).
+        pairs = zip(model._flatten_layers(include_self=False), merged._flatten_layers(include_self=False))
+        for index, (source, target) in enumerate(pairs):
+            if hasattr(source, "save_assets") and hasattr(target, "load_assets"):
+                assets = os.path.join(directory, f"assets_{index}")
+                os.makedirs(assets)
+                source.save_assets(assets)
+                target.load_assets(assets)
     merged.trainable = True
     return merged
 

@@ -141,3 +141,21 @@ def test_method_errors(monkeypatch):
 def test_from_is_the_model_flag_of_finetune_only(capsys):
     assert cli.main(["evaluate", "image-classification", "--model", "run", "--from", "run"]) == 2
     assert "unrecognized arguments: --from" in capsys.readouterr().err
+
+
+def test_text_classification_finetunes_with_lora(tmp_path):
+    base, tuned = tmp_path / "sms", tmp_path / "sms-lora"
+    assert cli.main(["train", "text-classification", "--data", "sms-spam", "--output", str(base),
+                     "--max-examples", "200", "--epochs", "1", "--quiet", "--hidden-dim", "16",
+                     "--intermediate-dim", "32", "--num-heads", "2", "--vocabulary-size", "500",
+                     "--sequence-length", "32", "--ensemble-size", "1"]) == 0
+    assert cli.main(["finetune", "text-classification", "--from", str(base), "--data", "sms-spam",
+                     "--output", str(tuned), "--max-examples", "200", "--epochs", "1", "--quiet",
+                     "--method", "lora", "--lora-rank", "4"]) == 0
+    metrics = json.loads((tuned / "metrics.json").read_text())
+    assert metrics["method"] == "lora" and 0 < metrics["trainable_fraction"] < 0.5
+    model, after = _weights(tuned)
+    assert not any("lora" in path for path in after)
+    _, before = _weights(base)
+    assert any(not np.array_equal(before[p], after[p]) for p in before if p.endswith("query/kernel"))
+    assert model.predict(["win a free prize now"], verbose=0).shape == (1, 2)
