@@ -32,13 +32,26 @@ The application's command module (`applications/<app>/command.py`)
   application prints itself. It raises `UserError` for a user's mistake.
 
 Shared flags (`arguments.add_common_arguments`), `None` = the recipe's default:
-- train:    --data, --output RUN, --epochs, --batch-size, --seed (0), --resume, --overwrite, --quiet
-- finetune: --model RUN (required) and the same as train
+- train:    --data, --output RUN, --epochs, --batch-size, --seed (0), --resume, --overwrite, --quiet,
+            --precision {auto,float32,mixed_float16,mixed_bfloat16} (float32),
+            --distribute {auto,none,mirrored,multi-worker} (none)
+- finetune: --model RUN (alias --from, required), the same as train, and
+            --method {full,frozen,gradual,layerwise,lora} (full), --layer-decay (0.75),
+            --lora-rank (8)
 - evaluate: --model RUN (required), --data, --split {train,validation,test,all}
             (None: test where there is one, else all), --json FILE, --batch-size, --quiet
 - predict:  --model RUN|EXPORT (required), --json FILE, --batch-size, --quiet
 - export:   --model RUN (required), --output DIR (None: RUN/export), --overwrite, --quiet
-(`--precision` will be added here for every training verb by the precision issue.)
+The CLI applies `--precision` and `--distribute` itself: it runs `run(verb,
+args)` of train/finetune inside `runtime.training_runtime(precision,
+distribute)` (dtype policy set, strategy scope entered, both restored after),
+so the application builds, loads, compiles and fits in them with no code of
+its own. It records `runtime_settings()` (precision, distribute, replicas) in
+settings.json. For `finetune --method`, the application creates
+`finetuning.FineTuning.from_args(args)` and, on the model it fits:
+`prepare(model, head=(names,))` before compile, `optimizer(optimizer)` to
+compile with, `callbacks` for fit, `metrics` into metrics.json, and saves
+`export(serving_model)` (LoRA merged into plain weights).
 
 Building blocks
 ---------------
@@ -74,6 +87,11 @@ Building blocks
   `.predict`); `load_settings(path)`; `export_model(model, path, settings=None,
   input_signature=None, overwrite=False)` (atomic `model.export`, settings.json
   beside it); `model_path(path)`.
+- Runtime (`runtime`): `training_runtime(precision, distribute)` (a context
+  manager; a mistake is a `UserError`), `runtime_settings()`.
+- Fine-tuning (`finetuning`): `FineTuning(method, layer_decay, lora_rank)`,
+  `block_groups(model, head)` (the layer groups, top down, that `gradual` and
+  `layerwise` use).
 - Reporting (`reporting`): `print_table(results)`, `read_history(path)`,
   `plot_learning_curves(history, path)`.
 """
