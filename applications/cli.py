@@ -6,6 +6,7 @@
     keras-attention predict image-classification --model runs/fmnist shoe.png
     keras-attention export image-classification --model runs/fmnist --output serving/fmnist
     keras-attention synthesize --text sentences.txt --output corpus/   # a tool, see TOOLS
+    keras-attention pretrain text --corpus sentences.txt --output runs/mlm   # a tool
 
 Applications are found through `APPLICATIONS`, a table of name -> (module,
 one-line description); `TOOLS` holds the few commands that are not
@@ -55,6 +56,10 @@ TOOLS = {
     "synthesize": (
         "applications.speech.synthesize_command",
         "speak a text file with espeak-ng into a speech corpus (WAV files + transcripts.tsv)",
+    ),
+    "pretrain": (
+        "applications.text_classification.pretrain_command",
+        "pretrain the text-classification encoder as a masked language model (pretrain text --corpus FILE...)",
     ),
 }
 

@@ -9,7 +9,16 @@ returns the exit status). VERB is one of `train`, `evaluate`, `predict`,
 row there and touches nothing else in common code. The module is imported
 only when named. `applications.cli.TOOLS` (name -> (module, help)) holds the
 few commands that are not `VERB APPLICATION` (`keras-attention synthesize
-...`): the module's `main(argv) -> int` gets the rest of the command line.
+...`, `keras-attention pretrain text --corpus FILE... --output RUN`): the
+module's `main(argv) -> int` gets the rest of the command line, and prints a
+user's mistake as the one line below itself (or raises `UserError`).
+
+`pretrain text` (`applications/text_classification/pretrain_command.py`)
+trains the text classifier's encoder as a masked language model on
+unlabeled sentences and writes a run folder whose settings.json has
+`"task": "masked-language-model"`; `finetune text-classification --from
+THAT_RUN` starts a new classifier (new head, `--ensemble-size` members)
+from its tokenizer, embedding and encoder blocks.
 
 Exit status: 0 success; 1 a `UserError` (printed as ONE line on stderr:
 `keras-attention: error: MESSAGE`, no traceback); 2 bad flags (one line,

@@ -5,6 +5,8 @@
     keras-attention evaluate text-classification --model runs/sst2 --data sst2 --json metrics.json
     keras-attention predict text-classification --model runs/sst2 "a gripping film" --attention attention.png
     keras-attention finetune text-classification --model runs/sst2 --data more_reviews.tsv --output runs/sst2-ft
+    keras-attention pretrain text --corpus sentences.txt.gz --output runs/mlm   # see pretrain_command.py
+    keras-attention finetune text-classification --from runs/mlm --data sst2 --output runs/sst2-pt --method lora
     keras-attention export text-classification --model runs/sst2 --output serving/sst2
     keras-attention predict text-classification --model serving/sst2 "a gripping film"
 """
@@ -71,6 +73,10 @@ def add_arguments(parser, verb):
         model.add_argument("--pooling", choices=("mean", "max", "attention", "cls"))
         model.add_argument("--ensemble-size", type=positive_int, metavar="N",
                            help="independent encoders whose probabilities average")
+    if verb == "finetune":
+        parser.add_argument("--ensemble-size", type=positive_int, metavar="N",
+                            help="from a pretraining run (keras-attention pretrain text): members of the "
+                            "new classifier, each starting from the pretrained encoder (default: 8)")
     if verb in ("train", "finetune"):
         training = parser.add_argument_group("training")
         training.add_argument("--learning-rate", type=_positive_float, metavar="RATE",

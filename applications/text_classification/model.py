@@ -27,13 +27,15 @@ from keras_attention.layers import TransformerEncoder
 
 PAD_TOKEN = "[PAD]"  # id 0: padding, masked everywhere downstream
 UNK_TOKEN = "[UNK]"  # id 1: what no piece of the vocabulary covers
+MASK_TOKEN = "[MASK]"  # id 2 in a pretraining vocabulary: what masked-LM pretraining hides
 RESERVED_TOKENS = [PAD_TOKEN, UNK_TOKEN]
 
 
 # === Vocabulary and tokenizer ===
 
 
-def learn_vocabulary(texts, vocabulary_size, min_word_count=2, lowercase=True):
+def learn_vocabulary(texts, vocabulary_size, min_word_count=2, lowercase=True,
+                     reserved_tokens=RESERVED_TOKENS):
     """Learn a WordPiece vocabulary of at most `vocabulary_size` entries from `texts`.
 
     keras_hub's learner keeps only pieces seen at least 10 times, which on a few thousand
@@ -48,9 +50,11 @@ def learn_vocabulary(texts, vocabulary_size, min_word_count=2, lowercase=True):
         vocabulary_size: int. The most entries.
         min_word_count: int. Add whole words seen at least this often; 0 adds none.
         lowercase: bool. Lowercase (and strip accents) first, as the tokenizer will.
+        reserved_tokens: list of str. The first entries. Defaults to `[PAD]`, `[UNK]`
+            (pretraining adds `[MASK]`).
 
     Returns:
-        The vocabulary, a list of str: `[PAD]`, `[UNK]`, then pieces, then words.
+        The vocabulary, a list of str: the reserved tokens, then pieces, then words.
     """
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), dtype=tf.string))
     vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
@@ -58,7 +62,7 @@ def learn_vocabulary(texts, vocabulary_size, min_word_count=2, lowercase=True):
         vocabulary_size=vocabulary_size,
         lowercase=lowercase,
         strip_accents=lowercase,
-        reserved_tokens=RESERVED_TOKENS,
+        reserved_tokens=list(reserved_tokens),
     )
     if min_word_count > 0:
         known = set(vocabulary)
@@ -231,35 +235,87 @@ def _member(
 ):
     """One encoder classifier: token ids `(B, T)` to probabilities `(B, num_classes)`."""
     # === Layers ===
-    embedding = TokenAndPositionEmbedding(
-        vocabulary_size, token_ids.shape[1], hidden_dim, mask_zero=True, name="embedding"
+    encoder = encoder_layers(
+        vocabulary_size, token_ids.shape[1], hidden_dim, num_layers, num_heads,
+        intermediate_dim, dropout, embedding_dropout,
     )
-    embedding_dropout_layer = keras.layers.Dropout(embedding_dropout, name="embedding_dropout")
-    encoders = [
-        TransformerEncoder(
-            intermediate_dim,
-            num_heads,
-            dropout=dropout,
-            activation="gelu",
-            normalize_first=True,
-            name=f"encoder_{index}",
-        )
-        for index in range(num_layers)
-    ]
-    final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
     head = ClassificationHead(
         num_classes, pooling=pooling, activation="softmax", dropout=dropout, name="head"
     )
 
     # === Functional Model ===
-    padding_mask = ops.not_equal(token_ids, 0)  # [B, T], True = real token
-    x = embedding(token_ids)  # [B, T, hidden_dim]
-    x = embedding_dropout_layer(x)
-    for encoder in encoders:
-        x = encoder(x, padding_mask=padding_mask)  # [B, T, hidden_dim]
-    x = final_norm(x)
+    x, padding_mask = apply_encoder(encoder, token_ids)  # [B, T, hidden_dim], [B, T]
     probabilities = head(x, padding_mask=padding_mask)  # [B, num_classes]
     return keras.Model(token_ids, probabilities, name=name)
+
+
+# === The encoder, shared by the classifier and masked-language-model pretraining ===
+
+
+def encoder_layers(
+    vocabulary_size, sequence_length, hidden_dim, num_layers, num_heads, intermediate_dim,
+    dropout, embedding_dropout,
+):
+    """The encoder's layers, bottom up, under the names `ENCODER_LAYER_NAMES` matches.
+
+    Token and position embedding, its dropout, `num_layers` pre-norm Transformer encoder
+    blocks and a final layer normalization. The classifier's members and the pretraining
+    encoder (`pretraining.py`) are both built from this, so their weights correspond name
+    by name (`copy_encoder_weights`).
+    """
+    return [
+        TokenAndPositionEmbedding(
+            vocabulary_size, sequence_length, hidden_dim, mask_zero=True, name="embedding"
+        ),
+        keras.layers.Dropout(embedding_dropout, name="embedding_dropout"),
+        *[
+            TransformerEncoder(
+                intermediate_dim,
+                num_heads,
+                dropout=dropout,
+                activation="gelu",
+                normalize_first=True,
+                name=f"encoder_{index}",
+            )
+            for index in range(num_layers)
+        ],
+        keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm"),
+    ]
+
+
+def apply_encoder(layers, token_ids):
+    """Run `encoder_layers` on token ids `(B, T)`: hidden states `(B, T, D)` and the padding mask."""
+    embedding, embedding_dropout, *blocks, final_norm = layers
+    padding_mask = ops.not_equal(token_ids, 0)  # [B, T], True = real token
+    x = embedding_dropout(embedding(token_ids))  # [B, T, hidden_dim]
+    for block in blocks:
+        x = block(x, padding_mask=padding_mask)  # [B, T, hidden_dim]
+    return final_norm(x), padding_mask
+
+
+def copy_encoder_weights(source, target):
+    """Copy the encoder weights of model `source` into model `target`, layer by name.
+
+    Both hold the layers of `encoder_layers` (the pretrained encoder, a classifier member).
+    Raises `ValueError` when their sizes differ.
+
+    Returns:
+        The names of the layers copied.
+    """
+    copied = []
+    for layer in source.layers:
+        if layer.weights and (layer.name in ("embedding", "final_norm") or
+                              re.fullmatch(r"encoder_\d+", layer.name)):
+            target_layer = target.get_layer(layer.name)
+            shapes = [tuple(w.shape) for w in layer.weights]
+            if shapes != [tuple(w.shape) for w in target_layer.weights]:
+                raise ValueError(
+                    f"The layer {layer.name!r} has weights of shapes {shapes} in the pretrained "
+                    f"encoder and {[tuple(w.shape) for w in target_layer.weights]} in the model."
+                )
+            target_layer.set_weights(layer.get_weights())
+            copied.append(layer.name)
+    return copied
 
 
 def parts(classifier):

@@ -150,6 +150,30 @@ def make_model(train_texts, class_names, settings):
     tokenizer = model_lib.build_tokenizer(
         vocabulary, settings["sequence_length"], lowercase=settings["lowercase"]
     )
+    return _build_classifier(tokenizer, class_names, settings)
+
+
+def model_from_encoder(text_encoder, class_names, settings):
+    """A classifier that starts from a pretrained text encoder (`pretraining.py`).
+
+    The encoder's tokenizer is kept, and its embedding, encoder blocks and final norm are
+    copied into every member; the heads are new.
+    """
+    try:
+        tokenizer = text_encoder.get_layer("tokenizer")
+        encoder = text_encoder.get_layer("encoder")
+    except ValueError:
+        raise UserError(
+            f"The pretrained model {text_encoder.name!r} has no 'tokenizer' and 'encoder' layers: "
+            f"give a run folder written by `keras-attention pretrain text`."
+        ) from None
+    classifier, trained = _build_classifier(tokenizer, class_names, settings)
+    for member in model_lib.parts(classifier)["members"]:
+        model_lib.copy_encoder_weights(encoder, member)
+    return classifier, trained
+
+
+def _build_classifier(tokenizer, class_names, settings):
     return model_lib.build_classifier(
         tokenizer,
         class_names,
@@ -199,12 +223,15 @@ def train(
     max_examples=None,
     base_model=None,
     tuning=None,
+    encoder=None,
 ):
     """Train a classifier on the `train` split of `data`; write the run folder `output`.
 
     With `base_model` (a `TextClassifier`), continue training it (`finetune`): its tokenizer
-    and classes are kept, and the labels of `data` must be among its classes; `tuning`
-    (a `FineTuning`, `--method`) says which weights train and how.
+    and classes are kept, and the labels of `data` must be among its classes. With `encoder`
+    (a pretraining run folder), start a new classifier from its text encoder
+    (`model_from_encoder`). Both train at the fine-tuning rate and epochs; `tuning` (a
+    `FineTuning`, `--method`) says which weights train and how.
 
     Returns:
         The metrics written to `metrics.json`.
@@ -215,7 +242,7 @@ def train(
         raise UserError(
             f"Unknown settings: {', '.join(unknown)}. Expected some of {', '.join(SETTINGS)}."
         )
-    finetuning = base_model is not None
+    finetuning = base_model is not None or encoder is not None
     epochs = epochs or settings["finetune_epochs" if finetuning else "epochs"]
     learning_rate = settings["finetune_learning_rate" if finetuning else "learning_rate"]
     batch_size = batch_size or settings["batch_size"]
@@ -227,7 +254,7 @@ def train(
             train_split, max_examples / len(train_split), seed
         )
     fit_part, validation = split_for_training(train_split, settings, seed)
-    if finetuning:
+    if base_model is not None:
         class_names = base_model.class_names
         evaluation.check_labels(train_split.labels, class_names, train_split.source)
     else:
@@ -235,9 +262,11 @@ def train(
 
     with RunFolder(output, resume=resume, overwrite=overwrite) as run:
         started = time.perf_counter()
-        if finetuning:
+        if base_model is not None:
             classifier = base_model
             trained = model_lib.training_model(classifier)
+        elif encoder is not None:
+            classifier, trained = model_from_encoder(load_model(encoder), class_names, settings)
         else:
             classifier, trained = make_model(fit_part.texts, class_names, settings)
         tokenizer = model_lib.parts(classifier)["tokenizer"]
@@ -309,6 +338,7 @@ def train(
             "seed": seed,
             "max_examples": max_examples,
             "finetuned": finetuning,
+            "pretrained": None if encoder is None else str(encoder),
             "class_names": class_names,
             "reader_options": reader_options or {},
             **runtime_settings(),
@@ -324,15 +354,28 @@ def train(
 def finetune(model, data, output, settings=None, **kwargs):
     """Continue training the model of run `model` on `data`; write a new run folder.
 
-    The tokenizer, the classes and the settings of the run are kept (`settings` overrides
-    the training ones); the learning rate is `finetune_learning_rate`.
+    From a classifier run: its tokenizer, classes and settings are kept (`settings`
+    overrides the training ones). From a pretraining run (`keras-attention pretrain text`):
+    a new classifier of the recipe's settings (`settings` overrides them) on the run's
+    tokenizer and encoder, with the classes of `data`. Either way the learning rate is
+    `finetune_learning_rate`.
     """
+    from applications.text_classification import pretraining
+
+    base_settings = load_settings(model)
+    settings = dict(settings or {})
+    if base_settings.get("task") == pretraining.TASK:
+        kept = {key: base_settings[key] for key in pretraining.ENCODER_SETTINGS if key in base_settings}
+        return train(data, output, settings={**kept, **settings}, encoder=model, **kwargs)
+    if "ensemble_size" in settings:
+        raise UserError(
+            f"--ensemble-size: {model} is a trained classifier of "
+            f"{base_settings.get('ensemble_size', '?')} members, kept as it is; the flag applies "
+            f"when fine-tuning from a pretraining run (keras-attention pretrain text)."
+        )
     classifier = load_classifier(model)
-    base_settings = {k: v for k, v in load_settings(model).items() if k in SETTINGS}
-    return train(
-        data, output, settings={**base_settings, **(settings or {})}, base_model=classifier,
-        **kwargs,
-    )
+    base_settings = {k: v for k, v in base_settings.items() if k in SETTINGS}
+    return train(data, output, settings={**base_settings, **settings}, base_model=classifier, **kwargs)
 
 
 # === Evaluation ===

@@ -1,0 +1,81 @@
+"""`keras-attention pretrain text`: masked-language-model pretraining of the text encoder.
+
+    keras-attention pretrain text --corpus sentences.txt more.txt.gz --output runs/mlm
+    keras-attention finetune text-classification --from runs/mlm --data sst2 --output runs/sst2-pt
+
+The corpus is plain or gzip UTF-8 text, one sentence a line. The run folder holds the encoder
+(`model.keras`, strings to hidden states, tokenizer inside), the vocabulary, the history and the
+masked-token accuracy. `pretrain` is not `VERB APPLICATION`: `cli.py` hands
+`keras-attention pretrain ...` to `main(argv)` here (`applications.cli.TOOLS`). See
+`pretraining.py`.
+"""
+
+import sys
+
+from applications.common.arguments import ArgumentParser, positive_int
+from applications.common.errors import UserError
+from applications.common.reporting import print_table
+
+PROG = "keras-attention pretrain"
+DESCRIPTION = "pretrain the text-classification encoder as a masked language model on unlabeled sentences"
+_SETTINGS_FLAGS = ("vocabulary_size", "sequence_length", "hidden_dim", "num_layers", "num_heads",
+                   "intermediate_dim", "learning_rate")
+
+
+def add_arguments(parser):
+    parser.add_argument("kind", choices=("text",),
+                        help="what to pretrain: text (the text-classification encoder)")
+    parser.add_argument("--corpus", nargs="+", required=True, metavar="FILE",
+                        help="plain or .gz UTF-8 text files, one sentence a line")
+    parser.add_argument("--output", required=True, metavar="RUN", help="the run folder to write")
+    parser.add_argument("--epochs", type=positive_int, help="training epochs (default: 5)")
+    parser.add_argument("--batch-size", type=positive_int, help="sentences per batch (default: 64)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--max-sentences", type=positive_int, metavar="N",
+                        help="pretrain on a seeded sample of N sentences")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run of --output")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    model = parser.add_argument_group("encoder and tokenizer (default: the text classifier's)")
+    model.add_argument("--vocabulary-size", type=positive_int, metavar="N")
+    model.add_argument("--sequence-length", type=positive_int, metavar="N")
+    model.add_argument("--hidden-dim", type=positive_int, metavar="N")
+    model.add_argument("--num-layers", type=positive_int, metavar="N")
+    model.add_argument("--num-heads", type=positive_int, metavar="N")
+    model.add_argument("--intermediate-dim", type=positive_int, metavar="N")
+    model.add_argument("--learning-rate", type=float, metavar="RATE",
+                       help="peak of the schedule (default: 1e-3)")
+
+
+def run(args):
+    from applications.text_classification import pretraining
+
+    settings = {key: getattr(args, key) for key in _SETTINGS_FLAGS if getattr(args, key) is not None}
+    return pretraining.pretrain(
+        args.corpus, args.output, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+        resume=args.resume, overwrite=args.overwrite, quiet=args.quiet, settings=settings,
+        max_sentences=args.max_sentences,
+    )
+
+
+def main(argv=None):
+    """Run `keras-attention pretrain`; returns the exit status (0, 1 user error, 2 bad flags)."""
+    parser = ArgumentParser(prog=PROG, description=DESCRIPTION)
+    add_arguments(parser)
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exit_:
+        return exit_.code or 0
+    try:
+        print_table(run(args))
+    except UserError as error:
+        print(f"keras-attention: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

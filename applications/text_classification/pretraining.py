@@ -1,0 +1,259 @@
+"""Masked-language-model pretraining of the text-classification encoder on unlabeled sentences.
+
+`keras-attention pretrain text --corpus FILE... --output RUN` (`pretrain_command.py`) runs
+`pretrain`: it learns a WordPiece vocabulary from the corpus (the classifier's tokenizer kind,
+plus a `[MASK]` token), builds the classifier's encoder (`model.encoder_layers`: token and
+position embedding, Transformer encoder blocks, final norm, at the recipe's sizes) and trains
+it to recover masked tokens (BERT's recipe: 15% of the pieces chosen, 80% of those replaced by
+`[MASK]`, 10% by a random piece, 10% kept; keras_hub's `MaskedLMMaskGenerator`). The output
+layer is `keras_attention.heads.LanguageModelHead` tied to the token embedding, applied at the
+masked positions only (a few per sentence, not all `sequence_length`, so the `(B, P, V)` logits
+stay small).
+
+The run folder holds `model.keras`, the text encoder (strings `(B,)` to hidden states
+`(B, T, D)`, the tokenizer inside; its layers are named `tokenizer` and `encoder`), the
+vocabulary, history, learning curves, `settings.json` (with `"task": "masked-language-model"`)
+and `metrics.json` (masked-token accuracy and loss on a held-out slice of the corpus, before
+and after). `keras-attention finetune text-classification --from RUN` starts a classifier
+from it (`recipe.finetune`): the tokenizer, embedding and encoder blocks are copied into every
+member, the head is new.
+
+Result (`benchmarks/finetuning_benchmark.py`): see `benchmarks/results/finetuning.md`.
+"""
+
+import gzip
+import time
+from pathlib import Path
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from applications.common.errors import UserError
+from applications.common.run_folder import METRICS_FILE
+from applications.common.run_folder import MODEL_FILE
+from applications.common.run_folder import SETTINGS_FILE
+from applications.common.run_folder import RunFolder
+from applications.common.run_folder import write_json
+from applications.common.training import fit
+from applications.common.training import set_seed
+from applications.common.training import warmup_cosine
+from applications.text_classification import model as model_lib
+from applications.text_classification import recipe
+from keras_attention.heads import LanguageModelHead
+
+TASK = "masked-language-model"  # `settings.json`'s "task": how `finetune` tells a pretraining run
+# The settings a classifier started from the encoder takes from the pretraining run.
+ENCODER_SETTINGS = ("vocabulary_size", "sequence_length", "lowercase", "hidden_dim", "num_layers",
+                    "num_heads", "intermediate_dim")
+
+# === Settings ===
+SETTINGS = {
+    # Tokenizer and encoder: the classifier's (recipe.SETTINGS), so that it can start from here.
+    **{key: recipe.SETTINGS[key] for key in ENCODER_SETTINGS},
+    "min_word_count": recipe.SETTINGS["min_word_count"],
+    "dropout": 0.1,  # attention and feed-forward dropout (less than the classifier's 0.3)
+    "embedding_dropout": 0.1,
+    # Masking (BERT).
+    "mask_rate": 0.15,  # fraction of the pieces of a sentence chosen for prediction
+    "masks_per_sentence": 8,  # at most this many chosen per sentence (SST-2 and Multi30k: ~13-20 pieces)
+    # Training.
+    "learning_rate": 1e-3,  # peak of the warmup-cosine schedule
+    "warmup_fraction": 0.05,
+    "weight_decay": 0.01,  # AdamW
+    "batch_size": 64,
+    "epochs": 5,
+    "validation_fraction": 0.02,  # of the sentences, held out for the masked-token accuracy
+}
+VOCABULARY_FILE = recipe.VOCABULARY_FILE
+
+
+# === Data ===
+
+
+def read_corpus(paths):
+    """The non-empty lines of plain or gzip UTF-8 text files; `UserError` for a bad file."""
+    if not paths:
+        raise UserError("No corpus given: pass --corpus FILE [FILE ...], one sentence a line.")
+    sentences = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise UserError(f"--corpus {path}: no such file.")
+        try:
+            with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as f:
+                lines = [line.strip() for line in f]
+        except UnicodeDecodeError as error:
+            raise UserError(f"--corpus {path}: not UTF-8 text ({error.reason}).") from None
+        except (OSError, EOFError) as error:  # A truncated or non-gzip .gz file.
+            raise UserError(f"--corpus {path}: cannot read it ({error}).") from None
+        lines = [line for line in lines if line]
+        if not lines:
+            raise UserError(f"--corpus {path}: the file holds no sentences (expected one a line).")
+        sentences += lines
+    return sentences
+
+
+def split_sentences(sentences, fraction, seed):
+    """A seeded shuffle, then (fit, held out); at least one sentence on each side."""
+    order = np.random.default_rng(seed).permutation(len(sentences))
+    held = min(max(int(round(fraction * len(sentences))), 1), len(sentences) - 1)
+    if held < 1:
+        raise UserError(f"The corpus holds {len(sentences)} sentence; pretraining needs at least 2.")
+    return [sentences[i] for i in order[held:]], [sentences[i] for i in order[:held]]
+
+
+def mask_generator(vocabulary, settings):
+    """keras_hub's `MaskedLMMaskGenerator` over the pieces (never padding or `[MASK]`)."""
+    mask_id = vocabulary.index(model_lib.MASK_TOKEN)
+    return keras_hub.layers.MaskedLMMaskGenerator(
+        vocabulary_size=len(vocabulary),
+        mask_selection_rate=settings["mask_rate"],
+        mask_token_id=mask_id,
+        mask_selection_length=settings["masks_per_sentence"],
+        unselectable_token_ids=[0, mask_id],
+    )
+
+
+def masked(generator, token_ids):
+    """`(inputs, mask_ids, mask_weights)`: the model's inputs, targets and their weights."""
+    out = generator(token_ids)
+    inputs = {
+        "token_ids": tf.cast(out["token_ids"], "int32"),
+        "mask_positions": tf.cast(out["mask_positions"], "int32"),
+    }
+    return inputs, tf.cast(out["mask_ids"], "int32"), tf.cast(out["mask_weights"], "float32")
+
+
+def training_dataset(token_ids, generator, batch_size, seed):
+    """Seeded shuffle, batches, new masks every epoch."""
+    dataset = tf.data.Dataset.from_tensor_slices(token_ids)
+    dataset = dataset.shuffle(len(token_ids), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).map(lambda ids: masked(generator, ids)).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_dataset(token_ids, generator, batch_size=256):
+    """The held-out sentences masked once (the same masks at every evaluation)."""
+    inputs, mask_ids, weights = masked(generator, tf.constant(token_ids))
+    return tf.data.Dataset.from_tensor_slices((inputs, mask_ids, weights)).batch(batch_size)
+
+
+# === Model ===
+
+
+def build_masked_lm(vocabulary_size, settings):
+    """The encoder, and the masked LM around it.
+
+    Returns:
+        `(encoder, masked_lm)`: `encoder` maps token ids `(B, T)` to hidden states
+        `(B, T, D)`; `masked_lm` maps `token_ids` and `mask_positions` `(B, P)` to the logits
+        `(B, P, V)` of the pieces at those positions, through a dense + norm transform and a
+        `LanguageModelHead` tied to the token embedding.
+    """
+    # === Layers ===
+    layers = model_lib.encoder_layers(
+        vocabulary_size, settings["sequence_length"], settings["hidden_dim"],
+        settings["num_layers"], settings["num_heads"], settings["intermediate_dim"],
+        settings["dropout"], settings["embedding_dropout"],
+    )
+    transform = keras.layers.Dense(settings["hidden_dim"], activation="gelu", name="mlm_dense")
+    transform_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="mlm_norm")
+    head = LanguageModelHead(vocabulary_size, embedding=layers[0], name="mlm_head")
+
+    # === Functional Model ===
+    token_ids = keras.Input((settings["sequence_length"],), dtype="int32", name="token_ids")
+    hidden_states, _ = model_lib.apply_encoder(layers, token_ids)  # [B, T, D]
+    encoder = keras.Model(token_ids, hidden_states, name="encoder")
+    mask_positions = keras.Input((settings["masks_per_sentence"],), dtype="int32", name="mask_positions")
+    x = encoder(token_ids)  # [B, T, D]
+    x = ops.take_along_axis(x, ops.expand_dims(mask_positions, -1), axis=1)  # [B, P, D]
+    logits = head(transform_norm(transform(x)))  # [B, P, V]
+    masked_lm = keras.Model({"token_ids": token_ids, "mask_positions": mask_positions}, logits,
+                            name="masked_lm")
+    return encoder, masked_lm
+
+
+def text_encoder(tokenizer, encoder):
+    """Strings `(B,)` to hidden states `(B, T, D)`: the model the run folder saves."""
+    text = keras.Input((), dtype="string", name="text")
+    return keras.Model(text, encoder(tokenizer(text)), name="text_encoder")
+
+
+# === Training ===
+
+
+def pretrain(corpus, output, epochs=None, batch_size=None, seed=0, resume=False, overwrite=False,
+             quiet=False, settings=None, max_sentences=None):
+    """Pretrain the encoder on the sentences of the `corpus` files; write the run folder `output`.
+
+    Returns:
+        The metrics written to `metrics.json`.
+    """
+    settings = {**SETTINGS, **(settings or {})}
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise UserError(f"Unknown settings: {', '.join(unknown)}. Expected some of {', '.join(SETTINGS)}.")
+    epochs = epochs or settings["epochs"]
+    batch_size = batch_size or settings["batch_size"]
+    set_seed(seed)
+    sentences = read_corpus(corpus)
+    if max_sentences and max_sentences < len(sentences):
+        sentences = [sentences[i] for i in sorted(
+            np.random.default_rng(seed).choice(len(sentences), max_sentences, replace=False))]
+    fit_part, held_out = split_sentences(sentences, settings["validation_fraction"], seed)
+
+    with RunFolder(output, resume=resume, overwrite=overwrite) as run:
+        started = time.perf_counter()
+        vocabulary = model_lib.learn_vocabulary(
+            fit_part, settings["vocabulary_size"], min_word_count=settings["min_word_count"],
+            lowercase=settings["lowercase"],
+            reserved_tokens=[*model_lib.RESERVED_TOKENS, model_lib.MASK_TOKEN],
+        )
+        tokenizer = model_lib.build_tokenizer(vocabulary, settings["sequence_length"],
+                                              lowercase=settings["lowercase"])
+        generator = mask_generator(vocabulary, settings)
+        train_ids = recipe.encode(tokenizer, fit_part)
+        validation = validation_dataset(recipe.encode(tokenizer, held_out), generator)
+        encoder, masked_lm = build_masked_lm(len(vocabulary), settings)
+        steps = int(np.ceil(len(train_ids) / batch_size)) * epochs
+        schedule = warmup_cosine(settings["learning_rate"], steps, int(settings["warmup_fraction"] * steps))
+        masked_lm.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=settings["weight_decay"]),
+            # The mean over the masked pieces only (the padding slots of `mask_positions` weigh 0).
+            loss=keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction="mean_with_sample_weight"
+            ),
+            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+        loss_before, accuracy_before = masked_lm.evaluate(validation, verbose=0)
+        preparation_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        history = fit(masked_lm, training_dataset(train_ids, generator, batch_size, seed), run, epochs,
+                      validation_data=validation, quiet=quiet)
+        training_seconds = time.perf_counter() - started
+        loss, accuracy = masked_lm.evaluate(validation, verbose=0)
+        metrics = {
+            "task": TASK,
+            "masked_token_accuracy": round(float(accuracy), 4),
+            "masked_token_loss": round(float(loss), 4),
+            "masked_token_accuracy_before": round(float(accuracy_before), 4),
+            "masked_token_loss_before": round(float(loss_before), 4),
+            "epochs_run": len(history),
+            "training_seconds": round(training_seconds, 1),
+            "preparation_seconds": round(preparation_seconds, 1),
+            "train_sentences": len(fit_part),
+            "validation_sentences": len(held_out),
+            "vocabulary_size": len(vocabulary),
+            "encoder_parameters": int(encoder.count_params()),
+        }
+        write_json(run.file(SETTINGS_FILE), {
+            "task": TASK, **settings, "vocabulary_size": len(vocabulary),
+            "corpus": [str(path) for path in corpus], "max_sentences": max_sentences,
+            "epochs": epochs, "batch_size": batch_size, "seed": seed,
+        })
+        write_json(run.file(METRICS_FILE), metrics)
+        run.file(VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+        text_encoder(tokenizer, encoder).save(run.file(MODEL_FILE))
+    return metrics

@@ -1,0 +1,148 @@
+"""`keras-attention pretrain text` and `finetune text-classification --from PRETRAINING_RUN`.
+
+A tiny encoder is pretrained once (module fixture, a few seconds) as a masked language model
+on 400 real Multi30k captions (a gzip file, as the data set ships them); the tests check that
+it learned, that the run folder is whole, that a classifier started from it carries its
+weights, and every bad input.
+"""
+
+import gzip
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from applications import cli
+from applications.text_classification import model as model_lib
+from applications.text_classification import pretraining
+
+TINY = ["--hidden-dim", "16", "--intermediate-dim", "32", "--num-heads", "2",
+        "--vocabulary-size", "600", "--sequence-length", "32"]
+
+
+def run_cli(capsys, *argv):
+    status = cli.main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_line_error(status, err, pattern):
+    assert status == 1
+    lines = [line for line in err.splitlines() if line.startswith("keras-attention: error:")]
+    assert len(lines) == 1, err
+    assert pattern in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from applications.common.data import data_dir
+
+    with gzip.open(data_dir() / "translation/multi30k/val.en.gz", "rt", encoding="utf-8") as f:
+        lines = [next(f) for _ in range(400)]
+    path = tmp_path_factory.mktemp("corpus") / "captions.en.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(lines)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pretrained(corpus, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "mlm"
+    status = cli.main(["pretrain", "text", "--corpus", str(corpus), "--output", str(run), "--epochs", "4",
+                       "--batch-size", "32", "--learning-rate", "0.005", "--quiet", *TINY])
+    assert status == 0
+    return run
+
+
+def test_pretraining_lowers_the_masked_lm_loss(pretrained):
+    metrics = json.loads((pretrained / "metrics.json").read_text())
+    assert metrics["masked_token_loss"] < metrics["masked_token_loss_before"] - 0.5, metrics
+    assert metrics["masked_token_accuracy"] > metrics["masked_token_accuracy_before"], metrics
+    rows = (pretrained / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    losses = [float(row.split(",")[header.index("loss")]) for row in rows[1:]]
+    assert len(losses) == 4 and losses[-1] < losses[0], losses
+
+
+def test_the_run_folder_is_whole(pretrained):
+    for name in ("model.keras", "metrics.json", "history.csv", "settings.json", "learning_curves.png",
+                 "vocabulary.txt"):
+        assert (pretrained / name).is_file(), name
+    assert not list(pretrained.parent.glob(".*partial"))
+    settings = json.loads((pretrained / "settings.json").read_text())
+    assert settings["task"] == pretraining.TASK and settings["hidden_dim"] == 16
+    vocabulary = (pretrained / "vocabulary.txt").read_text().splitlines()
+    assert vocabulary[:3] == ["[PAD]", "[UNK]", "[MASK]"] and len(vocabulary) == settings["vocabulary_size"]
+    encoder = keras.saving.load_model(pretrained / "model.keras", safe_mode=True)
+    hidden = encoder(np.array(["a dog runs on the beach"]))
+    assert tuple(hidden.shape) == (1, 32, 16)
+    assert encoder.get_layer("tokenizer").get_vocabulary() == vocabulary
+
+
+def test_a_classifier_started_from_it_carries_the_pretrained_encoder(pretrained, tmp_path):
+    # --method frozen trains the heads only, so the encoders must still equal the pretrained one.
+    status = cli.main(["finetune", "text-classification", "--from", str(pretrained), "--data", "sst2",
+                       "--max-examples", "200", "--epochs", "1", "--ensemble-size", "2", "--method", "frozen",
+                       "--quiet", "--output", str(tmp_path / "sst2")])
+    assert status == 0
+    encoder = keras.saving.load_model(pretrained / "model.keras", safe_mode=True).get_layer("encoder")
+    classifier = keras.saving.load_model(tmp_path / "sst2" / "model.keras", safe_mode=True)
+    parts = model_lib.parts(classifier)
+    assert parts["tokenizer"].get_vocabulary() == (pretrained / "vocabulary.txt").read_text().splitlines()
+    assert len(parts["members"]) == 2
+    names = ["embedding", "encoder_0", "final_norm"]
+    for member in parts["members"]:
+        for name in names:
+            theirs = encoder.get_layer(name).get_weights()
+            for ours, pretrained_weights in zip(member.get_layer(name).get_weights(), theirs):
+                np.testing.assert_array_equal(ours, pretrained_weights)
+    settings = json.loads((tmp_path / "sst2" / "settings.json").read_text())
+    assert settings["pretrained"] == str(pretrained) and settings["class_names"] == ["negative", "positive"]
+
+
+def test_copy_encoder_weights_refuses_other_sizes(pretrained):
+    encoder = keras.saving.load_model(pretrained / "model.keras", safe_mode=True).get_layer("encoder")
+    other, _ = pretraining.build_masked_lm(600, {**pretraining.SETTINGS, "hidden_dim": 8, "num_heads": 2,
+                                                 "intermediate_dim": 16, "sequence_length": 32})
+    with pytest.raises(ValueError, match="embedding"):
+        model_lib.copy_encoder_weights(encoder, other)
+
+
+def test_bad_corpus_files_are_one_line_errors(capsys, tmp_path):
+    pretrain = ["pretrain", "text", "--output", tmp_path / "run", "--quiet", *TINY, "--corpus"]
+    status, _, err = run_cli(capsys, *pretrain, tmp_path / "missing.txt")
+    one_line_error(status, err, "missing.txt: no such file")
+    (tmp_path / "blank.txt").write_text("\n  \n\n")
+    status, _, err = run_cli(capsys, *pretrain, tmp_path / "blank.txt")
+    one_line_error(status, err, "blank.txt: the file holds no sentences")
+    with gzip.open(tmp_path / "empty.txt.gz", "wt") as f:
+        f.write("")
+    status, _, err = run_cli(capsys, *pretrain, tmp_path / "empty.txt.gz")
+    one_line_error(status, err, "empty.txt.gz: the file holds no sentences")
+    (tmp_path / "fake.gz").write_text("not gzip\n")
+    status, _, err = run_cli(capsys, *pretrain, tmp_path / "fake.gz")
+    one_line_error(status, err, "fake.gz: cannot read it")
+    (tmp_path / "latin.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    status, _, err = run_cli(capsys, *pretrain, tmp_path / "latin.txt")
+    one_line_error(status, err, "latin.txt: not UTF-8 text")
+    (tmp_path / "one.txt").write_text("a single sentence\n")
+    status, _, err = run_cli(capsys, *pretrain, tmp_path / "one.txt")
+    one_line_error(status, err, "needs at least 2")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_flags(capsys, tmp_path):
+    status, _, err = run_cli(capsys, "pretrain", "text", "--output", tmp_path / "run")
+    assert status == 2 and "--corpus" in err
+    status, _, err = run_cli(capsys, "pretrain", "images", "--corpus", "x.txt", "--output", tmp_path / "run")
+    assert status == 2 and "invalid choice" in err
+
+
+def test_ensemble_size_needs_a_pretraining_run(capsys, tmp_path):
+    (tmp_path / "classifier").mkdir()
+    (tmp_path / "classifier" / "settings.json").write_text(json.dumps({"ensemble_size": 8}))
+    status, _, err = run_cli(capsys, "finetune", "text-classification", "--from", tmp_path / "classifier",
+                             "--data", "sst2", "--ensemble-size", "2", "--output", tmp_path / "out")
+    one_line_error(status, err, "--ensemble-size")
