@@ -12,8 +12,8 @@ attention layer pass their explicit padding masks down as `query_mask` /
 `value_mask` and let the attention layer pick up the implicit one otherwise.
 
 The masks themselves are merged in one place: `keras_attention.ops.masks`.
-The last helpers build and check what `TransformerEncoder` and
-`TransformerDecoder` share.
+`check_block_arguments` validates what `TransformerEncoder` and
+`TransformerDecoder` take (their shared plumbing is `transformer_block.TransformerBlock`).
 """
 
 import keras
@@ -108,42 +108,6 @@ def head_size(hidden_dim, num_heads):
             f"num_heads={num_heads}. Use fewer heads or wider inputs."
         )
     return key_dim
-
-
-def build_feedforward_denses(block, inputs_shape):
-    """Build the two feed-forward `Dense` layers of an encoder or decoder block.
-
-    Named as keras_hub's (`feedforward_intermediate_dense`,
-    `feedforward_output_dense`) so that weights carry over.
-
-    Args:
-        block: the layer being built; supplies `intermediate_dim`,
-            `activation`, `kernel_initializer`, `bias_initializer` and
-            `dtype_policy`.
-        inputs_shape: tuple. The block's input shape `(B, T, hidden_dim)`.
-
-    Returns:
-        The built `(intermediate_dense, output_dense)` pair.
-    """
-    hidden_dim = inputs_shape[-1]
-    intermediate = keras.layers.Dense(
-        block.intermediate_dim,
-        activation=block.activation,
-        kernel_initializer=clone_initializer(block.kernel_initializer),
-        bias_initializer=clone_initializer(block.bias_initializer),
-        dtype=block.dtype_policy,
-        name="feedforward_intermediate_dense",
-    )
-    intermediate.build(inputs_shape)
-    output = keras.layers.Dense(
-        hidden_dim,
-        kernel_initializer=clone_initializer(block.kernel_initializer),
-        bias_initializer=clone_initializer(block.bias_initializer),
-        dtype=block.dtype_policy,
-        name="feedforward_output_dense",
-    )
-    output.build(tuple(inputs_shape[:-1]) + (block.intermediate_dim,))
-    return intermediate, output
 
 
 def check_block_arguments(intermediate_dim, num_heads, dropout, num_key_value_heads):

@@ -2,16 +2,13 @@
 
 import keras
 
-from keras_attention.layers.layer_utils import build_feedforward_denses
-from keras_attention.layers.layer_utils import check_block_arguments
-from keras_attention.layers.layer_utils import clone_initializer
 from keras_attention.layers.layer_utils import head_size
 from keras_attention.layers.layer_utils import validate_shape
-from keras_attention.layers.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.transformer_block import TransformerBlock
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class TransformerDecoder(keras.layers.Layer):
+class TransformerDecoder(TransformerBlock):
     """Transformer decoder block: causal self-attention, cross-attention, feed-forward.
 
     The decoder layer of Vaswani et al. (2017), with the arguments, call
@@ -119,32 +116,6 @@ class TransformerDecoder(keras.layers.Layer):
         - [Vaswani et al., 2017](https://arxiv.org/abs/1706.03762)
     """
 
-    def __init__(
-        self,
-        intermediate_dim,
-        num_heads,
-        dropout=0,
-        activation="relu",
-        layer_norm_epsilon=1e-05,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        normalize_first=False,
-        num_key_value_heads=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        check_block_arguments(intermediate_dim, num_heads, dropout, num_key_value_heads)
-        self.intermediate_dim = intermediate_dim
-        self.num_heads = num_heads
-        self.dropout = dropout
-        self.activation = keras.activations.get(activation)
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.normalize_first = normalize_first
-        self.num_key_value_heads = num_key_value_heads
-        self.supports_masking = True
-
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
         hidden_dim = decoder_sequence_shape[-1]
         key_dim = head_size(hidden_dim, self.num_heads)
@@ -168,37 +139,11 @@ class TransformerDecoder(keras.layers.Layer):
             self._cross_attention_dropout = self._make_dropout(
                 "cross_attention_dropout", decoder_sequence_shape
             )
-        self._feedforward_intermediate_dense, self._feedforward_output_dense = (
-            build_feedforward_denses(self, decoder_sequence_shape)
-        )
+        self._build_feedforward_denses(decoder_sequence_shape)
         self._feedforward_layer_norm = self._make_layer_norm(
             "feedforward_layer_norm", decoder_sequence_shape
         )
         self._feedforward_dropout = self._make_dropout("feedforward_dropout", decoder_sequence_shape)
-
-    def _make_attention(self, name, key_dim):
-        return MultiHeadAttention(
-            num_heads=self.num_heads,
-            key_dim=key_dim,
-            dropout=self.dropout,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-            num_key_value_heads=self.num_key_value_heads,
-            dtype=self.dtype_policy,
-            name=name,
-        )
-
-    def _make_layer_norm(self, name, shape):
-        layer = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name=name
-        )
-        layer.build(shape)
-        return layer
-
-    def _make_dropout(self, name, shape):
-        layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name=name)
-        layer.build(shape)
-        return layer
 
     def call(
         self,
@@ -252,10 +197,7 @@ class TransformerDecoder(keras.layers.Layer):
 
         # Self-attention block. Without `decoder_padding_mask` the attention
         # layer picks up the Keras mask of `x` (see layer_utils).
-        residual = decoder_sequence
-        x = decoder_sequence
-        if self.normalize_first:
-            x = self._self_attention_layer_norm(x)
+        x = self._residual_input(decoder_sequence, self._self_attention_layer_norm)
         outputs = self._self_attention_layer(
             x,
             x,
@@ -271,17 +213,15 @@ class TransformerDecoder(keras.layers.Layer):
         x, self_attention_scores, self_attention_cache = _unpack(
             outputs, return_attention_scores, self_attention_cache is not None
         )
-        x = self._self_attention_dropout(x, training=training)
-        x = x + residual
-        if not self.normalize_first:
-            x = self._self_attention_layer_norm(x)
+        x = self._residual_output(
+            x, decoder_sequence, self._self_attention_layer_norm, self._self_attention_dropout, training
+        )
 
         # Cross-attention block.
         cross_attention_scores = None
         if has_cross_attention:
             residual = x
-            if self.normalize_first:
-                x = self._cross_attention_layer_norm(x)
+            x = self._residual_input(x, self._cross_attention_layer_norm)
             outputs = self._cross_attention_layer(
                 x,
                 encoder_sequence,
@@ -295,21 +235,11 @@ class TransformerDecoder(keras.layers.Layer):
             x, cross_attention_scores, cross_attention_cache = _unpack(
                 outputs, return_attention_scores, cross_attention_cache is not None
             )
-            x = self._cross_attention_dropout(x, training=training)
-            x = x + residual
-            if not self.normalize_first:
-                x = self._cross_attention_layer_norm(x)
+            x = self._residual_output(
+                x, residual, self._cross_attention_layer_norm, self._cross_attention_dropout, training
+            )
 
-        # Feed-forward block.
-        residual = x
-        if self.normalize_first:
-            x = self._feedforward_layer_norm(x)
-        x = self._feedforward_intermediate_dense(x)  # [B, T, intermediate_dim]
-        x = self._feedforward_output_dense(x)  # [B, T, hidden_dim]
-        x = self._feedforward_dropout(x, training=training)
-        x = x + residual
-        if not self.normalize_first:
-            x = self._feedforward_layer_norm(x)
+        x = self._feedforward_block(x, training)
 
         outputs = (x,)
         if return_attention_scores:
@@ -390,23 +320,6 @@ class TransformerDecoder(keras.layers.Layer):
             if has_cross_attention:
                 outputs += (spec(cross_attention_cache.shape),)
         return outputs[0] if len(outputs) == 1 else outputs
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "intermediate_dim": self.intermediate_dim,
-                "num_heads": self.num_heads,
-                "dropout": self.dropout,
-                "activation": keras.activations.serialize(self.activation),
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "normalize_first": self.normalize_first,
-                "num_key_value_heads": self.num_key_value_heads,
-            }
-        )
-        return config
 
 
 def _unpack(outputs, has_scores, has_cache):

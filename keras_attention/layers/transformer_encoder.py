@@ -2,16 +2,13 @@
 
 import keras
 
-from keras_attention.layers.layer_utils import build_feedforward_denses
-from keras_attention.layers.layer_utils import check_block_arguments
-from keras_attention.layers.layer_utils import clone_initializer
 from keras_attention.layers.layer_utils import head_size
 from keras_attention.layers.layer_utils import validate_shape
-from keras_attention.layers.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.transformer_block import TransformerBlock
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class TransformerEncoder(keras.layers.Layer):
+class TransformerEncoder(TransformerBlock):
     """Transformer encoder block: self-attention and feed-forward, with residuals.
 
     The encoder layer of Vaswani et al. (2017), with the arguments, the
@@ -80,67 +77,17 @@ class TransformerEncoder(keras.layers.Layer):
         - [Xiong et al., 2020](https://arxiv.org/abs/2002.04745) (pre-norm)
     """
 
-    def __init__(
-        self,
-        intermediate_dim,
-        num_heads,
-        dropout=0,
-        activation="relu",
-        layer_norm_epsilon=1e-05,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        normalize_first=False,
-        num_key_value_heads=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        check_block_arguments(intermediate_dim, num_heads, dropout, num_key_value_heads)
-        self.intermediate_dim = intermediate_dim
-        self.num_heads = num_heads
-        self.dropout = dropout
-        self.activation = keras.activations.get(activation)
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.normalize_first = normalize_first
-        self.num_key_value_heads = num_key_value_heads
-        self.supports_masking = True
-
     def build(self, inputs_shape):
-        hidden_dim = inputs_shape[-1]
-        key_dim = head_size(hidden_dim, self.num_heads)
+        key_dim = head_size(inputs_shape[-1], self.num_heads)
         # Sublayers, attributes and names follow keras_hub's TransformerEncoder,
         # so its get_weights() order and its weight files carry over.
-        self._self_attention_layer = MultiHeadAttention(
-            num_heads=self.num_heads,
-            key_dim=key_dim,
-            dropout=self.dropout,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-            num_key_value_heads=self.num_key_value_heads,
-            dtype=self.dtype_policy,
-            name="self_attention_layer",
-        )
+        self._self_attention_layer = self._make_attention("self_attention_layer", key_dim)
         self._self_attention_layer.build(inputs_shape, inputs_shape)
         self._self_attention_layer_norm = self._make_layer_norm("self_attention_layer_norm", inputs_shape)
         self._self_attention_dropout = self._make_dropout("self_attention_dropout", inputs_shape)
         self._feedforward_layer_norm = self._make_layer_norm("feedforward_layer_norm", inputs_shape)
-        self._feedforward_intermediate_dense, self._feedforward_output_dense = (
-            build_feedforward_denses(self, inputs_shape)
-        )
+        self._build_feedforward_denses(inputs_shape)
         self._feedforward_dropout = self._make_dropout("feedforward_dropout", inputs_shape)
-
-    def _make_layer_norm(self, name, shape):
-        layer = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name=name
-        )
-        layer.build(shape)
-        return layer
-
-    def _make_dropout(self, name, shape):
-        layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name=name)
-        layer.build(shape)
-        return layer
 
     def call(
         self,
@@ -158,10 +105,7 @@ class TransformerEncoder(keras.layers.Layer):
 
         # Self-attention block. With `padding_mask=None` the attention layer
         # picks up the Keras mask of `x` itself (see layer_utils).
-        residual = inputs
-        x = inputs
-        if self.normalize_first:
-            x = self._self_attention_layer_norm(x)
+        x = self._residual_input(inputs, self._self_attention_layer_norm)
         x = self._self_attention_layer(
             x,
             x,
@@ -173,22 +117,11 @@ class TransformerEncoder(keras.layers.Layer):
         )  # [B, T, hidden_dim] (and scores [B, N, T, T])
         if return_attention_scores:
             x, attention_scores = x
-        x = self._self_attention_dropout(x, training=training)
-        x = x + residual
-        if not self.normalize_first:
-            x = self._self_attention_layer_norm(x)
+        x = self._residual_output(
+            x, inputs, self._self_attention_layer_norm, self._self_attention_dropout, training
+        )
 
-        # Feed-forward block.
-        residual = x
-        if self.normalize_first:
-            x = self._feedforward_layer_norm(x)
-        x = self._feedforward_intermediate_dense(x)  # [B, T, intermediate_dim]
-        x = self._feedforward_output_dense(x)  # [B, T, hidden_dim]
-        x = self._feedforward_dropout(x, training=training)
-        x = x + residual
-        if not self.normalize_first:
-            x = self._feedforward_layer_norm(x)
-
+        x = self._feedforward_block(x, training)
         if return_attention_scores:
             return x, attention_scores
         return x
@@ -212,20 +145,3 @@ class TransformerEncoder(keras.layers.Layer):
             (batch_size, self.num_heads, length, length), dtype=self.compute_dtype
         )
         return outputs, scores
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "intermediate_dim": self.intermediate_dim,
-                "num_heads": self.num_heads,
-                "dropout": self.dropout,
-                "activation": keras.activations.serialize(self.activation),
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "normalize_first": self.normalize_first,
-                "num_key_value_heads": self.num_key_value_heads,
-            }
-        )
-        return config
