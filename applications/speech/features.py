@@ -8,10 +8,11 @@ A speech model here has two faces that share every layer but the first:
   frames and projects them. This is the model saved as `model.keras`, so a
   saved model needs nothing but `keras_attention` to run.
 - the *training model* takes log-mel frames `(B, frames, bins)` computed here,
-  in the `tf.data` pipeline, with the same normalization and the same maths as
-  `AudioFeatureEmbedding` (a test checks that both faces give the same
-  outputs), so that SpecAugment-style masking can act on the spectrogram
-  before the projection: `AudioFeatureEmbedding(input_type="spectrogram")`.
+  in the `tf.data` pipeline, with the same normalization and by
+  `AudioFeatureEmbedding`'s own `log_mel_spectrogram` and `compute_mask` (a
+  test checks that both faces give the same outputs), so that
+  SpecAugment-style masking can act on the spectrogram before the
+  projection: `AudioFeatureEmbedding(input_type="spectrogram")`.
   For clips of different lengths (speech to text) the training face also
   takes the frame mask, computed by the rule the waveform face uses with
   `mask_zero=True`: a frame is real if its centre sample is at or before the
@@ -19,19 +20,16 @@ A speech model here has two faces that share every layer but the first:
 Both embeddings hold the same weights (one projection); `sync_embedding`
 copies them from the training face to the serving face.
 
-Augmentation (training only): a random time shift and added Gaussian noise
-on the waveform, then time and frequency masks on the log-mel frames
-(Park et al. 2019, SpecAugment), filled with the clip's mean feature value.
+Augmentation (training only): a random speed change (keyword spotting), a
+random time shift and added Gaussian noise on the waveform, then time and
+frequency masks on the log-mel frames (Park et al. 2019, SpecAugment), filled
+with the clip's mean feature value.
 """
 
 import keras
 import tensorflow as tf
 
 from keras_attention.layers import AudioFeatureEmbedding
-
-# Added to the mel power before the log, as in AudioFeatureEmbedding.
-LOG_OFFSET = 1e-6
-MIN_FREQUENCY = 20.0
 
 
 def level_layers(level):
@@ -77,7 +75,7 @@ def spectrogram_embedding_like(audio_embedding):
 
 
 class LogMel:
-    """Waveforms -> normalized log-mel frames, the maths of `AudioFeatureEmbedding`.
+    """Waveforms -> log-mel frames and frame mask, computed by `AudioFeatureEmbedding` itself.
 
     Args:
         sample_rate, frame_length, frame_step, num_mel_bins: as for
@@ -87,40 +85,27 @@ class LogMel:
     Call `features(waveforms, lengths)` on a batch `(B, samples)` of zero-padded
     clips and their lengths `(B,)` (the last nonzero sample + 1); returns
     `(B, frames, bins)` float32 with padded frames set to 0, and the frame
-    mask `(B, frames)`.
+    mask `(B, frames)`. The features are the layer's `log_mel_spectrogram` and
+    the mask its `compute_mask` (a frame is real if its centre is before
+    `length`), so the two faces of a model cannot drift apart.
     """
 
     def __init__(self, sample_rate, frame_length, frame_step, num_mel_bins, level):
         self.frame_step = frame_step
         self.normalize, self.level = level_layers(level)
-        self.mel_spectrogram = keras.layers.MelSpectrogram(
-            fft_length=1 << (frame_length - 1).bit_length(),
-            sequence_stride=frame_step,
-            sequence_length=frame_length,
-            window="hann",
-            sampling_rate=sample_rate,
-            num_mel_bins=num_mel_bins,
-            min_freq=MIN_FREQUENCY,
-            max_freq=sample_rate / 2,
-            power_to_db=False,
-            dtype="float32",  # Data-pipeline features stay float32 under mixed precision.
-        )
+        # Only its features and mask are used; the 1-unit projection is never called.
+        self.embedding = AudioFeatureEmbedding(
+            1, input_type="waveform", sample_rate=sample_rate, frame_length=frame_length,
+            frame_step=frame_step, num_mel_bins=num_mel_bins, use_position_encoding=False,
+            dtype="float32")  # Data-pipeline features stay float32 under mixed precision.
+        self.embedding.build((None, None))
 
     def features(self, waveforms, lengths):
         waveforms = self.level(self.normalize(tf.convert_to_tensor(waveforms, tf.float32)))  # [B, samples]
-        power = tf.transpose(self.mel_spectrogram(waveforms), (0, 2, 1))  # [B, frames, bins]
-        features = tf.math.log(power + LOG_OFFSET)
-        mask = self.frame_mask(lengths, tf.shape(features)[1], tf.shape(waveforms)[1])
+        features = self.embedding.log_mel_spectrogram(waveforms)  # [B, frames, bins]
+        samples = tf.range(tf.shape(waveforms)[1])[None, :] < tf.cast(lengths, tf.int32)[:, None]  # [B, samples]
+        mask = self.embedding.compute_mask(waveforms, samples)  # [B, frames]
         return tf.where(mask[..., None], features, 0.0), mask
-
-    def frame_mask(self, lengths, num_frames, num_samples):
-        """Frame t is real if its centre `t * frame_step` is before `length`.
-
-        The last centre may fall one step past the end; it stands for the
-        last sample, as in `AudioFeatureEmbedding.compute_mask`.
-        """
-        centres = tf.minimum(tf.range(num_frames) * self.frame_step, num_samples - 1)  # [frames]
-        return centres[None, :] < tf.cast(lengths, tf.int32)[:, None]  # [B, frames]
 
 
 def last_nonzero_lengths(waveforms):
@@ -141,6 +126,26 @@ def time_shift(waveforms, max_shift):
     valid = (positions >= 0) & (positions < samples)
     gathered = tf.gather(waveforms, tf.clip_by_value(positions, 0, samples - 1), batch_dims=1)
     return tf.where(valid, gathered, 0.0)
+
+
+def speed_perturb(waveforms, low, high):
+    """Play each clip `f` times faster, `f` drawn from `[low, high]` (tempo and pitch together).
+
+    Resampled by linear interpolation about the clip's centre, zero-filled;
+    for fixed-length clips (keyword spotting). A cheap stand-in for new
+    speakers: a factor of 1.1 raises every formant by 10 %, as a shorter vocal tract does.
+    """
+    batch, samples = tf.shape(waveforms)[0], tf.shape(waveforms)[1]
+    factors = tf.random.uniform((batch, 1), low, high)
+    centre = tf.cast(samples, tf.float32) / 2.0
+    source = centre + (tf.cast(tf.range(samples), tf.float32)[None, :] - centre) * factors  # [B, samples]
+    left = tf.floor(source)
+    weight = source - left
+    left = tf.cast(left, tf.int32)
+    valid = (left >= 0) & (left + 1 < samples)
+    gather = lambda index: tf.gather(waveforms, tf.clip_by_value(index, 0, samples - 1), batch_dims=1)
+    resampled = gather(left) * (1.0 - weight) + gather(left + 1) * weight
+    return tf.where(valid, resampled, 0.0)
 
 
 def add_noise(waveforms, lengths, probability, snr_db):

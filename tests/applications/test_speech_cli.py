@@ -21,7 +21,7 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 # Tiny models and a gentler recipe, so that a few epochs on a few hundred clips learn.
 TINY = dict(HIDDEN_DIM=32, NUM_LAYERS=1, NUM_HEADS=2, INTERMEDIATE_DIM=64, DROPOUT=0.0, BATCH_SIZE=32)
 KWS_TINY = dict(TINY, LEARNING_RATE=3e-3, LABEL_SMOOTHING=0.0, NOISE_PROBABILITY=0.0, TIME_MASKS=0,
-                FREQUENCY_MASKS=0, MAX_SHIFT_SECONDS=0.02)
+                FREQUENCY_MASKS=0, MAX_SHIFT_SECONDS=0.02, SPEED_RANGE=(1.0, 1.0))
 STT_TINY = dict(TINY, MAX_CLIP_SECONDS=6.0, FSDD_TEST_SEQUENCES=6, BATCH_SIZE=8)
 KWS_EPOCHS = 8
 KWS_MIN_ACCURACY = 0.8  # 3 classes: chance is 0.33; the tiny model reaches about 0.9.

@@ -106,6 +106,19 @@ def test_time_shift_and_noise():
     assert abs(10 * np.log10(signal_power / (noise[:, :50] ** 2).mean()) - 20.0) < 1.0
 
 
+def test_speed_perturbation_resamples_about_the_centre():
+    ramp = tf.constant(np.tile(np.arange(101, dtype="float32"), (4, 1)))  # Sample i holds i.
+    np.testing.assert_allclose(features.speed_perturb(ramp, 1.0, 1.0).numpy()[:, :-1], ramp.numpy()[:, :-1])
+    faster = features.speed_perturb(ramp, 1.2, 1.2).numpy()[0]
+    # Output sample n reads input 50.5 + (n - 50.5) * 1.2: the ramp steepens about the
+    # centre, and what would come from outside the clip is silence.
+    real = faster != 0
+    np.testing.assert_allclose(np.diff(faster[real]), 1.2, rtol=1e-4)
+    assert abs(faster[50] - (50.5 - 0.5 * 1.2)) < 1e-3 and real.sum() < 90
+    slower = features.speed_perturb(ramp, 0.8, 0.8).numpy()[0]
+    np.testing.assert_allclose(np.diff(slower[1:-1]), 0.8, rtol=1e-4)
+
+
 def test_text_encoding_round_trip():
     ids = stt.encode("Three, ONE  four!")
     assert stt.decode_ids(ids) == "three one four"
