@@ -18,7 +18,11 @@ and after). `keras-attention finetune text-classification --from RUN` starts a c
 from it (`recipe.finetune`): the tokenizer, embedding and encoder blocks are copied into every
 member, the head is new.
 
-Result (`benchmarks/finetuning_benchmark.py`): see `benchmarks/results/finetuning.md`.
+Result of these defaults (`benchmarks/finetuning_benchmark.py`, `benchmarks/results/finetuning.md`;
+a 2-core x86 CPU shared with other jobs, load average 5-7): on Multi30k's English captions and the
+SST-2 training sentences (36,195), masked-token accuracy 27.0% after 5 epochs (9.7 min). A
+single-model SST-2 classifier fine-tuned from it reached 77.0% dev accuracy (mean of 2 seeds)
+against 78.3% from scratch: this small encoder on mostly off-domain captions does not help.
 """
 
 import gzip
