@@ -15,10 +15,12 @@ sequences, from speakers other than the held-out one. The test sets are
 espeak-ng voices never used in training, and sequences joined from the
 recordings of the held-out FSDD speaker.
 
-Result and cost (2-core CPU shared with about a dozen other jobs, seed 0; a shortened
-check so far, see `benchmarks/results/speech.md`): 4 of the 30 epochs give a CER of 42%
-(beam) on unseen voices, at 2.8 CPU-minutes an epoch (4,500 clips). The full recipe,
-about 85 CPU-minutes, has not been measured yet.
+Result and cost (2-core CPU shared with other jobs, seed 0; see
+`benchmarks/results/speech.md`): an epoch over the 4,500 training clips costs 2.2
+CPU-minutes, the 10 epochs about 25 CPU-minutes with evaluation. Runs so far were
+stopped early on a busy machine: after 4-5 epochs the greedy CER on unseen voices was
+11-22% (42% with the previous recipe after 4 epochs) and 40% on the unseen FSDD
+speaker; the full recipe has not been measured yet.
 """
 
 import re

@@ -1,6 +1,6 @@
 """`keras-attention VERB speech-to-text`: the command module of speech to text.
 
-    keras-attention train speech-to-text                          # espeak-ng digits + FSDD, ~85 CPU-minutes
+    keras-attention train speech-to-text                          # espeak-ng digits + FSDD, ~25 CPU-minutes
     keras-attention train speech-to-text --data my_corpus --fsdd-sequences 0
     keras-attention evaluate speech-to-text --model runs/stt --data fsdd --holdout-speaker theo
     keras-attention predict speech-to-text --model runs/stt call.wav --decoder beam
