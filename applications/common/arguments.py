@@ -8,6 +8,7 @@ application's recipe decides".
 
 import argparse
 import datetime
+import sys
 from pathlib import Path
 
 # Kept here (not imported from the modules that use them) so `--help` does not import keras.
@@ -123,3 +124,32 @@ def default_output(application, verb):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     suffix = "-finetune" if verb == "finetune" else ""
     return Path("runs") / f"{application}{suffix}-{stamp}"
+
+
+def run_tool(prog, description, add_arguments, run, argv=None):
+    """The `main(argv)` of a tool of `applications.cli.TOOLS`; returns the exit status.
+
+    Parses the flags (`add_arguments(parser)`), calls `run(args)` and prints the
+    scalar entries of the dict it returns as a table. A `UserError` prints one
+    line, `PROG: error: MESSAGE`, and gives 1; bad flags give 2; Ctrl-C 130.
+    """
+    from applications.common.errors import UserError
+    from applications.common.reporting import print_table
+
+    parser = ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exit_:
+        return exit_.code or 0
+    try:
+        results = run(args)
+    except UserError as error:
+        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted.", file=sys.stderr)
+        return 130
+    if results:
+        print_table(results)
+    return 0

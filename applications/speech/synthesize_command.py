@@ -14,7 +14,7 @@ hands `keras-attention synthesize ...` to `main(argv)` here (also runnable as
 
 import sys
 
-from applications.common.arguments import ArgumentParser, positive_int
+from applications.common.arguments import positive_int, run_tool
 from applications.common.errors import UserError
 
 PROG = "keras-attention synthesize"
@@ -82,21 +82,7 @@ def run(args):
 
 def main(argv=None):
     """Run `keras-attention synthesize`; returns the exit status (0, 1 user error, 2 bad flags)."""
-    parser = ArgumentParser(prog=PROG, description=DESCRIPTION)
-    add_arguments(parser)
-    try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    except SystemExit as exit_:
-        return exit_.code or 0
-    try:
-        run(args)
-    except UserError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted.", file=sys.stderr)
-        return 130
-    return 0
+    return run_tool(PROG, DESCRIPTION, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

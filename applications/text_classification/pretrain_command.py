@@ -12,9 +12,7 @@ masked-token accuracy. `pretrain` is not `VERB APPLICATION`: `cli.py` hands
 
 import sys
 
-from applications.common.arguments import ArgumentParser, positive_int
-from applications.common.errors import UserError
-from applications.common.reporting import print_table
+from applications.common.arguments import positive_int, run_tool
 
 PROG = "keras-attention pretrain"
 DESCRIPTION = "pretrain the text-classification encoder as a masked language model on unlabeled sentences"
@@ -60,21 +58,7 @@ def run(args):
 
 def main(argv=None):
     """Run `keras-attention pretrain`; returns the exit status (0, 1 user error, 2 bad flags)."""
-    parser = ArgumentParser(prog=PROG, description=DESCRIPTION)
-    add_arguments(parser)
-    try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    except SystemExit as exit_:
-        return exit_.code or 0
-    try:
-        print_table(run(args))
-    except UserError as error:
-        print(f"keras-attention: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted.", file=sys.stderr)
-        return 130
-    return 0
+    return run_tool(PROG, DESCRIPTION, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

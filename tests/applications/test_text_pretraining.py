@@ -27,9 +27,9 @@ def run_cli(capsys, *argv):
     return status, out, err
 
 
-def one_line_error(status, err, pattern):
+def one_line_error(status, err, pattern, prog="keras-attention pretrain"):
     assert status == 1
-    lines = [line for line in err.splitlines() if line.startswith("keras-attention: error:")]
+    lines = [line for line in err.splitlines() if line.startswith(f"{prog}: error:")]
     assert len(lines) == 1, err
     assert pattern in lines[0], lines[0]
     assert "Traceback" not in err
@@ -145,4 +145,4 @@ def test_ensemble_size_needs_a_pretraining_run(capsys, tmp_path):
     (tmp_path / "classifier" / "settings.json").write_text(json.dumps({"ensemble_size": 8}))
     status, _, err = run_cli(capsys, "finetune", "text-classification", "--from", tmp_path / "classifier",
                              "--data", "sst2", "--ensemble-size", "2", "--output", tmp_path / "out")
-    one_line_error(status, err, "--ensemble-size")
+    one_line_error(status, err, "--ensemble-size", prog="keras-attention")
