@@ -10,8 +10,9 @@ row there and touches nothing else in common code. The module is imported
 only when named. `applications.cli.TOOLS` (name -> (module, help)) holds the
 few commands that are not `VERB APPLICATION` (`keras-attention synthesize
 ...`, `keras-attention pretrain text --corpus FILE... --output RUN`): the
-module's `main(argv) -> int` gets the rest of the command line, and prints a
-user's mistake as the one line below itself (or raises `UserError`).
+module's `main(argv) -> int` gets the rest of the command line; it is
+`arguments.run_tool(PROG, DESCRIPTION, add_arguments, run, argv)`, which prints
+a user's mistake as one line, `PROG: error: MESSAGE`.
 
 `pretrain text` (`applications/text_classification/pretrain_command.py`)
 trains the text classifier's encoder as a masked language model on
