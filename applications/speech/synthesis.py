@@ -2,7 +2,10 @@
 
 `synthesize_corpus` speaks every line of a text with several voices, speeds and
 pitches and writes a corpus folder: `clips/NNNNNN.wav` and `transcripts.tsv`
-(`file<TAB>text<TAB>voice`), the layout the speech-to-text application reads.
+(`file<TAB>text<TAB>voice`), the layout the speech-to-text application reads;
+or, with `class_folders=True`, one folder per distinct line
+(`<line>/NNNNNN.wav`), the layout keyword spotting reads (words spoken by many
+voices: data to pretrain a keyword spotter on).
 espeak-ng is a Debian package (`apt-get install espeak-ng`); one call takes
 about 15 ms on a CPU core, so 3,000 clips take under a minute.
 
@@ -73,7 +76,7 @@ def speak(text, path, voice="en-us", speed=175, pitch=50, binary=None):
 
 
 def synthesize_corpus(lines, output, voices=TRAIN_VOICES, speeds=SPEEDS, pitches=PITCHES,
-                      copies=1, seed=0, workers=2):
+                      copies=1, seed=0, workers=2, class_folders=False):
     """Speak each line `copies` times, each time with a random voice, speed and pitch.
 
     Args:
@@ -83,6 +86,9 @@ def synthesize_corpus(lines, output, voices=TRAIN_VOICES, speeds=SPEEDS, pitches
         copies: int. Clips per line.
         seed: int. Draws are repeatable.
         workers: int. espeak-ng processes at a time.
+        class_folders: bool. Write `<line>/NNNNNN.wav` (the line is the
+            class name, so it must be usable as a folder name) instead of
+            `clips/NNNNNN.wav`; `transcripts.tsv` lists the clips either way.
 
     Returns:
         The `Path` of the written `transcripts.tsv`.
@@ -93,10 +99,15 @@ def synthesize_corpus(lines, output, voices=TRAIN_VOICES, speeds=SPEEDS, pitches
         raise UserError("The text to synthesize has no non-empty lines.")
     if "\t" in "".join(lines):
         raise UserError("The text to synthesize holds TAB characters; transcripts are TAB-separated.")
+    if class_folders:
+        bad = sorted({line for line in lines if "/" in line or "\\" in line or line.startswith(".")})
+        if bad:
+            raise UserError(f"Lines {bad[:3]} cannot be class folder names (no '/', '\\' or leading '.').")
     output = Path(output)
     if output.exists() and any(output.iterdir()):
         raise UserError(f"--output {output} exists and is not empty; choose a new folder.")
-    (output / "clips").mkdir(parents=True, exist_ok=True)
+    for folder in sorted(set(lines)) if class_folders else ["clips"]:
+        (output / folder).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     jobs = []
     for line in lines:
@@ -104,7 +115,8 @@ def synthesize_corpus(lines, output, voices=TRAIN_VOICES, speeds=SPEEDS, pitches
             number = len(jobs)
             voice = voices[rng.integers(len(voices))]
             speed, pitch = int(rng.choice(speeds)), int(rng.choice(pitches))
-            jobs.append((f"clips/{number:06d}.wav", line, voice, speed, pitch))
+            folder = line if class_folders else "clips"
+            jobs.append((f"{folder}/{number:06d}.wav", line, voice, speed, pitch))
     with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
         list(pool.map(lambda job: speak(job[1], output / job[0], job[2], job[3], job[4], binary), jobs))
     transcript = output / TRANSCRIPT_FILE

@@ -3,11 +3,15 @@
     keras-attention synthesize --text sentences.txt --output corpus/
     keras-attention synthesize --digit-sequences 500 --output digits/ --voices held-out
     keras-attention synthesize --text t.txt --output c/ --voices en-us+f3,en-gb+m2 --speeds 120,160 --copies 3
+    keras-attention synthesize --digit-words --copies 300 --class-folders --output spoken_digits/
 
 Each non-empty line of the text is spoken `--copies` times, each time with a
 voice, speed and pitch drawn at random; the corpus folder holds `clips/*.wav`
 and `transcripts.tsv` (`file<TAB>text<TAB>voice`), which `--data` of
-`speech-to-text` reads. `synthesize` is not an application verb: `cli.py`
+`speech-to-text` reads; with `--class-folders` a folder per distinct line
+(`zero/000000.wav`, ...), which `--data` of `keyword-spotting` reads: the
+synthetic speech a keyword spotter is pretrained on before fine-tuning on
+real recordings. `synthesize` is not an application verb: `cli.py`
 hands `keras-attention synthesize ...` to `main(argv)` here (also runnable as
 `python -m applications.speech.synthesize_command`).
 """
@@ -37,6 +41,10 @@ def add_arguments(parser):
     source.add_argument("--text", metavar="FILE", help="a UTF-8 text file, one utterance a line")
     source.add_argument("--digit-sequences", type=positive_int, metavar="N",
                         help="instead of a text: N random spoken digit sequences ('three one four')")
+    source.add_argument("--digit-words", action="store_true",
+                        help="instead of a text: the ten digit words 'zero' to 'nine', --copies times each")
+    parser.add_argument("--class-folders", action="store_true",
+                        help="write a folder of clips per distinct line (keyword spotting) instead of clips/")
     parser.add_argument("--output", required=True, metavar="DIR", help="the corpus folder to write (new or empty)")
     parser.add_argument("--voices", default="train",
                         help="'train' (176 voices), 'held-out' (64 voices never in 'train'), 'all', or "
@@ -62,6 +70,8 @@ def run(args):
             lines = path.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError as error:
             raise UserError(f"--text {path}: not UTF-8 text ({error.reason} at byte {error.start}).") from None
+    elif args.digit_words:
+        lines = list(synthesis.DIGIT_WORDS)
     else:
         lines = synthesis.digit_sequences(args.digit_sequences, args.min_digits, args.max_digits, args.seed)
     voices = {"train": synthesis.TRAIN_VOICES, "held-out": synthesis.HELD_OUT_VOICES,
@@ -74,7 +84,8 @@ def run(args):
         raise UserError(f"--speeds must lie in 80-450 words per minute; received {args.speeds}.")
     if not all(0 <= p <= 99 for p in pitches):
         raise UserError(f"--pitches must lie in 0-99; received {args.pitches}.")
-    transcript = synthesis.synthesize_corpus(lines, args.output, voices, speeds, pitches, args.copies, args.seed)
+    transcript = synthesis.synthesize_corpus(lines, args.output, voices, speeds, pitches, args.copies, args.seed,
+                                             class_folders=args.class_folders)
     clips = sum(1 for _ in open(transcript, encoding="utf-8"))
     print(f"Wrote {clips} clips and {transcript}")
     return {"clips": clips, "corpus": str(Path(args.output))}

@@ -141,6 +141,36 @@ def test_keyword_spotting_finetune_and_export(speech_cli, kws_run, fsdd_subset, 
     assert json.loads(report.read_text())["predictions"][0]["label"] == exported["label"]
 
 
+@needs_espeak
+def test_keyword_spotting_finetunes_a_synthetic_speech_model_on_new_labels(speech_cli, fsdd_subset, tmp_path,
+                                                                           capsys):
+    """Pretrain on espeak-ng words ("zero"...), fine-tune on FSDD ("0"...): a new head, the encoder kept."""
+    words = tmp_path / "words.txt"
+    words.write_text("zero\none\ntwo\n")
+    synthetic = tmp_path / "synthetic"
+    assert synthesize_command.main(["--text", str(words), "--class-folders", "--copies", "12",
+                                    "--output", str(synthetic)]) == 0
+    pretrained = tmp_path / "pretrained"
+    assert speech_cli(["train", "keyword-spotting", "--data", str(synthetic), "--output", str(pretrained),
+                       "--epochs", "2", "--quiet"]) == 0
+    tuned = tmp_path / "tuned"
+    assert speech_cli(["finetune", "keyword-spotting", "--from", str(pretrained), "--data", str(fsdd_subset),
+                       "--output", str(tuned), "--epochs", str(KWS_EPOCHS), "--quiet"]) == 0
+    assert "fine-tuning with a new head" in capsys.readouterr().out
+    assert json.loads((pretrained / "settings.json").read_text())["class_names"] == ["one", "two", "zero"]
+    assert json.loads((tuned / "settings.json").read_text())["class_names"] == ["0", "1", "2"]
+    assert json.loads((tuned / "metrics.json").read_text())["test_accuracy"] >= KWS_MIN_ACCURACY
+    before = keras.saving.load_model(pretrained / "model.keras")
+    after = keras.saving.load_model(tuned / "model.keras")
+    assert before.get_layer("encoder_0").count_params() == after.get_layer("encoder_0").count_params()
+    # The encoder started from the pretrained weights: fine-tuning moves them, but far less than
+    # their distance from a freshly initialized model's.
+    fresh, _ = kws.build_models(3, kws.settings())
+    start = before.get_layer("encoder_0").get_weights()[0]
+    moved = np.abs(after.get_layer("encoder_0").get_weights()[0] - start).mean()
+    assert moved < 0.5 * np.abs(fresh.get_layer("encoder_0").get_weights()[0] - start).mean()
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     if shutil.which("espeak-ng") is None:

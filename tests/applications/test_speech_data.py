@@ -1,6 +1,7 @@
 """Speech data: FSDD as published, class folders, transcripts, espeak-ng corpora."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,6 +106,26 @@ def test_synthesize_a_corpus_with_espeak(tmp_path):
     assert all(clip.speaker in synthesis.HELD_OUT_VOICES for clip in clips)
     waveform, rate = audio.read_wav(clips[0].path, 8000)
     assert rate == 8000 and 0.5 < len(waveform) / rate < 4 and np.abs(waveform).max() > 0.1
+
+
+@needs_espeak
+def test_synthesize_digit_words_into_class_folders(tmp_path):
+    status = synthesize_command.main(["--digit-words", "--class-folders", "--copies", "2",
+                                      "--output", str(tmp_path / "words")])
+    assert status == 0
+    clips = data.keyword_clips(tmp_path / "words")
+    assert sorted(clip.label for clip in clips) == sorted(data.DIGIT_WORDS * 2)
+    assert all(Path(clip.path).parent.name == clip.label for clip in clips)
+
+
+@needs_espeak
+def test_synthesize_refuses_lines_that_cannot_be_folders(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("yes\nup/down\n")
+    assert synthesize_command.main(["--text", str(text), "--class-folders", "--output", str(tmp_path / "o")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("keras-attention synthesize: error: ") and "'up/down'" in error
+    assert not (tmp_path / "o").exists()
 
 
 @needs_espeak
