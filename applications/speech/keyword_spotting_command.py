@@ -67,14 +67,14 @@ def _train(args):
     train_waveforms, train_clips = recipe.load_split(path, "train", config, args.holdout_speaker, args.seed)
     test_waveforms, test_clips = recipe.load_split(path, "test", config, args.holdout_speaker, args.seed)
     labels = sorted({clip.label for clip in train_clips})
-    if class_names is not None and labels != class_names:
-        # New keywords (say, a spotter pretrained on synthetic speech): keep
-        # the embedding and the encoder, start a new head for the new labels.
-        print(f"The data's labels ({', '.join(labels)}) differ from the model's "
-              f"({', '.join(class_names)}): fine-tuning with a new head.")
-        model, class_names = recipe.with_new_head(model, len(labels)), None
     if class_names is None:
         class_names = labels
+    elif not set(labels) <= set(class_names):
+        # New keywords (say, a spotter pretrained on synthetic speech): keep
+        # the embedding and the encoder, start a new head for the new labels.
+        print(f"The data's labels ({', '.join(labels)}) are not the model's "
+              f"({', '.join(class_names)}): fine-tuning with a new head.")
+        model, class_names = recipe.with_new_head(model, len(labels)), labels
     train_labels = _class_indices(train_clips, class_names)
     test_labels = _class_indices(test_clips, class_names)
     print(f"Keyword spotting on {path}: {len(train_clips)} training and {len(test_clips)} test clips, "
