@@ -7,9 +7,9 @@
 Results of the default recipes on Multi30k en->de, test_2016_flickr, sacreBLEU
 (see `benchmarks/results/translation.md` for the latest measurements, the
 machine and its load):
-- Transformer (3+3 layers, width 256, shared 8k vocabulary, 22 epochs): the
-  target is 34 BLEU in at most 90 minutes on 2 CPU cores (not yet measured
-  in full on the shared development machine; see the benchmark page).
+- Transformer (3+3 layers, width 256, shared 8k vocabulary, 22 epochs):
+  36.87 BLEU greedy, 38.10 with beam search (width 4), trained in 88.6
+  minutes on 2 CPU cores (target: 34 BLEU in at most 90 minutes).
 - RNN with Bahdanau attention: the target is 28 BLEU.
 """
 
