@@ -80,6 +80,7 @@ def run_task(task, epochs, holdout_speaker, corpus, keep, synthetic_copies):
                               ["--data", str(corpus), "--holdout-speaker", holdout_speaker, *common])
     elif task == "kws-pretrained":
         from applications.speech import synthesize_command
+        from applications.speech.data import DIGIT_WORDS
 
         words = output / "synthetic-words"
         if synthesize_command.main(["--digit-words", "--class-folders", "--copies", str(synthetic_copies),
@@ -90,7 +91,7 @@ def run_task(task, epochs, holdout_speaker, corpus, keep, synthetic_copies):
         metrics = run_command("applications.speech.keyword_spotting_command", "finetune", "keyword-spotting",
                               ["--from", str(output / "pretrained"), "--data", "fsdd", "--holdout-speaker",
                                holdout_speaker, *common, "--output", str(output / "finetuned")])
-        metrics.update(pretrain_epochs=pretrained["epochs"], pretrain_clips=10 * synthetic_copies,
+        metrics.update(pretrain_epochs=pretrained["epochs"], pretrain_clips=len(DIGIT_WORDS) * synthetic_copies,
                        pretrain_accuracy=pretrained["test_accuracy"])
     else:
         extra = ["--holdout-speaker", holdout_speaker] if task == "kws-holdout" else []

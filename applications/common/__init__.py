@@ -101,7 +101,8 @@ Building blocks
   manager; a mistake is a `UserError`), `runtime_settings()`.
 - Fine-tuning (`finetuning`): `FineTuning(method, layer_decay, lora_rank)`,
   `block_groups(model, head)` (the layer groups, top down, that `gradual` and
-  `layerwise` use).
+  `layerwise` use), `with_new_head(model, num_classes)` (a fresh head for
+  data with other classes).
 - Reporting (`reporting`): `print_table(results)`, `read_history(path)`,
   `plot_learning_curves(history, path)`.
 """
@@ -114,7 +115,7 @@ _EXPORTS = {
     "data": ["SPLITS", "KnownDataSet", "RemoteFile", "check_split", "data_dir", "download",
              "resolve_data", "sha256_of", "stratified_split"],
     "errors": ["UserError"],
-    "finetuning": ["FineTuning"],
+    "finetuning": ["FineTuning", "with_new_head"],
     "reporting": ["plot_learning_curves", "print_table", "read_history"],
     "runtime": ["runtime_settings", "training_runtime"],
     "run_folder": ["HISTORY_FILE", "LEARNING_CURVES_FILE", "METRICS_FILE", "MODEL_FILE",

@@ -149,6 +149,19 @@ def block_groups(model, head):
     return groups
 
 
+def with_new_head(model, num_classes, head="head", features="final_norm"):
+    """`model` with its classification head replaced by a fresh one for `num_classes` classes.
+
+    The new head is built from the old one's config (pooling, dropout,
+    activation, dtype and name kept), on the output of the layer `features`.
+    `model` is one loaded from disk, so that layer has a single call and its
+    `.output` is what the old head read.
+    """
+    config = {**model.get_layer(head).get_config(), "num_classes": num_classes}
+    new_head = model.get_layer(head).__class__.from_config(config)
+    return keras.Model(model.inputs, new_head(model.get_layer(features).output), name=model.name)
+
+
 def _count(variables):
     """Parameters in `variables`, each shared variable once (e.g. tied embeddings)."""
     unique = {id(variable): variable for variable in variables}

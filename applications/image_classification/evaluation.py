@@ -158,15 +158,6 @@ def save_rollout_picture(model, images, path, titles=None):
 # === Trained models ===
 
 
-def with_new_head(model, num_classes):
-    """A ViT with its head replaced by a fresh one for `num_classes` classes."""
-    old_head = model.get_layer("head")
-    features = model.get_layer("final_norm").output
-    head = ClassificationHead(num_classes, pooling=old_head.pooling, activation="softmax",
-                              dropout=old_head.dropout, name="head")
-    return keras.Model(model.inputs, head(features), name=model.name)
-
-
 def model_geometry(model, settings):
     """(image_size, channels) a trained model takes: from the model, else its settings."""
     if isinstance(model, keras.Model):

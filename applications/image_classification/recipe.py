@@ -24,6 +24,7 @@ from applications.common import (
     runtime_settings,
     set_seed,
     warmup_cosine,
+    with_new_head,
     write_json,
 )
 from applications.image_classification import evaluation
@@ -298,7 +299,7 @@ def train(
         else:
             model = initial_model
             if initial_class_names != class_names:
-                model = evaluation.with_new_head(initial_model, num_classes)
+                model = with_new_head(initial_model, num_classes)
             factor = FINETUNE_LEARNING_RATE_FACTOR
         if finetuning is not None:
             finetuning.prepare(model, head=("head",))

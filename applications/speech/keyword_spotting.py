@@ -170,17 +170,6 @@ def training_model_of(serving):
     return keras.Model(frames, logits, name="keyword_spotter_training")
 
 
-def with_new_head(serving, num_classes):
-    """A trained serving model with a fresh head for `num_classes` keywords (finetune on new labels).
-
-    `serving` is a model loaded from disk, so each layer has one call and
-    `final_norm.output` is the encoder's output.
-    """
-    old_head = serving.get_layer("head")
-    head = ClassificationHead(num_classes, pooling=old_head.pooling, dropout=old_head.dropout, name="head")
-    return keras.Model(serving.inputs, head(serving.get_layer("final_norm").output), name=serving.name)
-
-
 def compile_model(model, steps, config, finetuning=None):
     schedule = common_training.warmup_cosine(config["learning_rate"], steps, int(steps * config["warmup_fraction"]))
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], clipnorm=1.0)

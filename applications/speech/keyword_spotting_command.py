@@ -50,7 +50,7 @@ def _class_indices(clips, class_names):
 
 def _train(args):
     from applications.common import data as common_data
-    from applications.common import FineTuning, run_folder, runtime_settings, serving, training
+    from applications.common import FineTuning, run_folder, runtime_settings, serving, training, with_new_head
     from applications.speech import data, keyword_spotting as recipe
 
     training.set_seed(args.seed)
@@ -74,7 +74,7 @@ def _train(args):
         # the embedding and the encoder, start a new head for the new labels.
         print(f"The data's labels ({', '.join(labels)}) are not the model's "
               f"({', '.join(class_names)}): fine-tuning with a new head.")
-        model, class_names = recipe.with_new_head(model, len(labels)), labels
+        model, class_names = with_new_head(model, len(labels)), labels
     train_labels = _class_indices(train_clips, class_names)
     test_labels = _class_indices(test_clips, class_names)
     print(f"Keyword spotting on {path}: {len(train_clips)} training and {len(test_clips)} test clips, "

@@ -106,8 +106,6 @@ def synthesize_corpus(lines, output, voices=TRAIN_VOICES, speeds=SPEEDS, pitches
     output = Path(output)
     if output.exists() and any(output.iterdir()):
         raise UserError(f"--output {output} exists and is not empty; choose a new folder.")
-    for folder in sorted(set(lines)) if class_folders else ["clips"]:
-        (output / folder).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     jobs = []
     for line in lines:
@@ -117,6 +115,8 @@ def synthesize_corpus(lines, output, voices=TRAIN_VOICES, speeds=SPEEDS, pitches
             speed, pitch = int(rng.choice(speeds)), int(rng.choice(pitches))
             folder = line if class_folders else "clips"
             jobs.append((f"{folder}/{number:06d}.wav", line, voice, speed, pitch))
+    for folder in sorted({Path(name).parent for name, *_ in jobs}):
+        (output / folder).mkdir(parents=True, exist_ok=True)
     with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
         list(pool.map(lambda job: speak(job[1], output / job[0], job[2], job[3], job[4], binary), jobs))
     transcript = output / TRANSCRIPT_FILE

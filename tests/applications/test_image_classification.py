@@ -204,6 +204,25 @@ def test_vit_takes_raw_images_of_any_size_and_reloads_safely(tmp_path):
     assert maps.shape == (2, 4, 4) and maps.min() == 0.0 and maps.max() == pytest.approx(1.0)
 
 
+def test_a_reloaded_vit_gets_a_new_head_for_other_classes(tmp_path):
+    from applications.common import with_new_head
+
+    model = build_vit((8, 8, 1), num_classes=3, size="micro", patch_size=2, pooling="mean", head_dropout=0.3)
+    model.save(tmp_path / "vit.keras")
+    reloaded = keras.saving.load_model(tmp_path / "vit.keras", safe_mode=True)
+    renewed = with_new_head(reloaded, 5)
+    images = np.random.default_rng(0).integers(0, 255, (2, 8, 8, 1)).astype("uint8")
+    probabilities = renewed.predict(images, verbose=0)
+    assert probabilities.shape == (2, 5)
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)  # The softmax is kept.
+    old, new = reloaded.get_layer("head"), renewed.get_layer("head")
+    assert new is not old and (new.pooling, new.dropout, new.name) == ("mean", 0.3, "head")
+    # Everything below the head is the trained model's own layers and weights.
+    assert renewed.get_layer("final_norm") is reloaded.get_layer("final_norm")
+    assert {id(v) for v in renewed.weights} - {id(v) for v in new.weights} == \
+        {id(v) for v in reloaded.weights} - {id(v) for v in old.weights}
+
+
 def test_vit_without_a_training_flag_runs_in_inference_mode():
     # keras' Resizing defaults to training=True and would switch dropout on after it.
     model = build_vit((8, 8, 1), num_classes=3, size="micro", patch_size=2, dropout=0.5, head_dropout=0.5)
