@@ -139,10 +139,33 @@ def speed_perturb(waveforms, low, high):
     factors = tf.random.uniform((batch, 1), low, high)
     centre = tf.cast(samples, tf.float32) / 2.0
     source = centre + (tf.cast(tf.range(samples), tf.float32)[None, :] - centre) * factors  # [B, samples]
+    return _interpolate(waveforms, source, samples)
+
+
+def speed_perturb_clips(waveforms, lengths, low, high):
+    """`speed_perturb` for a zero-padded batch of clips of different lengths (speech to text).
+
+    Each clip is resampled from its start, so it keeps its place in the
+    batch; the batch widens by `1 / low` so that a slowed clip keeps its end.
+    Returns the new waveforms `(B, ceil(samples / low))` and their lengths
+    (last nonzero sample + 1).
+    """
+    batch, samples = tf.shape(waveforms)[0], tf.shape(waveforms)[1]
+    factors = tf.random.uniform((batch, 1), low, high)
+    width = tf.cast(tf.math.ceil(tf.cast(samples, tf.float32) / low), tf.int32)
+    source = tf.cast(tf.range(width), tf.float32)[None, :] * factors  # [B, width]
+    resampled = _interpolate(waveforms, source, tf.cast(lengths, tf.int32)[:, None])
+    return resampled, last_nonzero_lengths(resampled)
+
+
+def _interpolate(waveforms, source, limit):
+    """Each row of `waveforms` linearly interpolated at the positions `source`, zero at
+    positions outside `[0, limit - 1]` (`limit`: the samples, or each clip's length `(B, 1)`)."""
+    samples = tf.shape(waveforms)[1]
+    valid = (source >= 0.0) & (source <= tf.cast(limit, tf.float32) - 1.0)
     left = tf.floor(source)
     weight = source - left
     left = tf.cast(left, tf.int32)
-    valid = (left >= 0) & (left + 1 < samples)
     gather = lambda index: tf.gather(waveforms, tf.clip_by_value(index, 0, samples - 1), batch_dims=1)
     resampled = gather(left) * (1.0 - weight) + gather(left + 1) * weight
     return tf.where(valid, resampled, 0.0)

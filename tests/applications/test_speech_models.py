@@ -119,6 +119,25 @@ def test_speed_perturbation_resamples_about_the_centre():
     np.testing.assert_allclose(np.diff(slower[1:-1]), 0.8, rtol=1e-4)
 
 
+def test_speed_perturbation_of_padded_clips_keeps_each_clip_whole():
+    clips = np.zeros((2, 100), "float32")  # Clips of 100 and 60 samples; sample i holds i + 1.
+    clips[0], clips[1, :60] = np.arange(1, 101), np.arange(1, 61)
+    lengths = tf.constant([100, 60])
+    same, same_lengths = features.speed_perturb_clips(tf.constant(clips), lengths, 1.0, 1.0)
+    np.testing.assert_allclose(same.numpy()[:, :100], clips)
+    assert (same.numpy()[:, 100:] == 0).all() and same_lengths.numpy().tolist() == [100, 60]
+    # Slower by 0.8: the batch widens to 125 samples; output n reads input n * 0.8 while
+    # that is inside the clip (n <= 99 / 0.8 and 59 / 0.8).
+    slower, slower_lengths = features.speed_perturb_clips(tf.constant(clips), lengths, 0.8, 0.8)
+    assert slower.shape == (2, 125) and slower_lengths.numpy().tolist() == [124, 74]
+    np.testing.assert_allclose(slower.numpy()[0, :124], 1 + 0.8 * np.arange(124), rtol=1e-5)
+    np.testing.assert_allclose(slower.numpy()[1, :74], 1 + 0.8 * np.arange(74), rtol=1e-5)
+    assert (slower.numpy()[1, 74:] == 0).all()
+    faster, faster_lengths = features.speed_perturb_clips(tf.constant(clips), lengths, 1.25, 1.25)
+    assert faster_lengths.numpy().tolist() == [80, 48]
+    np.testing.assert_allclose(faster.numpy()[1, :48], 1 + 1.25 * np.arange(48), rtol=1e-5)
+
+
 def test_text_encoding_round_trip():
     ids = stt.encode("Three, ONE  four!")
     assert stt.decode_ids(ids) == "three one four"
