@@ -16,10 +16,10 @@ espeak-ng voices never used in training, and sequences joined from the
 recordings of the held-out FSDD speaker.
 
 Result and cost (2-core CPU shared with other jobs, seed 0; see
-`benchmarks/results/speech.md`): an epoch over the 4,500 training clips costs 2.2
-CPU-minutes, the 10 epochs 24 CPU-minutes with evaluation (15 minutes of wall time).
-The full recipe: CER 9.6% (beam) on unseen voices and 31.5% on the unseen FSDD
-speaker (targets 3% and 15%: not met; the previous recipe: 42% and 69% after 4 epochs).
+`benchmarks/results/speech.md`): the 30 epochs over the 4,500 training clips cost 82
+CPU-minutes with evaluation (about 2.7 each; 90 minutes of wall time beside two other
+jobs). CER 2.07% (beam) on unseen voices and 13.24% on the unseen FSDD speaker (targets 3%
+and 15%: met; 10 epochs without the speed change gave 9.6% and 31.5%).
 """
 
 import re
@@ -54,7 +54,7 @@ NUM_LAYERS = 4
 NUM_HEADS = 4
 INTERMEDIATE_DIM = 192
 DROPOUT = 0.1
-EPOCHS = 30  # About 2.5 CPU-minutes each (4,500 clips).
+EPOCHS = 30  # About 2.7 CPU-minutes each (4,500 clips).
 BATCH_SIZE = 32
 LEARNING_RATE = 2e-3  # Peak of the warmup + cosine schedule (AdamW).
 WARMUP_FRACTION = 0.08
