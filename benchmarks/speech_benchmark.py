@@ -184,8 +184,10 @@ def write_results(results):
         "# Speech: results of the default recipes",
         "",
         f"Written by `benchmarks/speech_benchmark.py` on {datetime.date.today().isoformat()}; {machine}; "
-        f"keras {keras.__version__}. Seed 0 unless a row names its seeds. Training is `model.fit`; wall time is the whole run (reading "
-        "and synthesizing data, evaluating, pictures, saving); CPU time is the process's (all threads). "
+        f"keras {keras.__version__}. Seed 0 unless a row names its seeds. Training is `model.fit`; wall "
+        "time is the whole run (reading and synthesizing data, evaluating, pictures, saving); CPU time is "
+        "the process's (all threads). With several seeds, training is the mean of a run, and wall and "
+        "CPU time the total of the runs. "
         "The load average shows how busy the machine was: with more runnable jobs than cores, times "
         "stretch beyond what the recipe needs.",
         "",

@@ -17,8 +17,8 @@ resampled to `SAMPLE_RATE`, mixed down, and cut or padded to `CLIP_SECONDS`.
 Result and cost (2-core CPU shared with other jobs, seed 0; see
 `benchmarks/results/speech.md`): the 40 epochs give 98.4% on the FSDD official test
 split (250 clips; seeds 0, 1, 2: 98.4%, 99.2%, 97.6%), about 9.3 CPU-minutes a run (15
-CPU-seconds an epoch), and 90.8% on a speaker left out of training (lucas, seed 0, 8.4
-CPU-minutes).
+CPU-seconds an epoch), and 90.0% on a speaker left out of training (lucas; seeds 0, 1:
+90.8%, 89.2%; 8.6 CPU-minutes a run).
 """
 
 import time
