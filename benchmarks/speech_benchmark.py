@@ -112,21 +112,20 @@ def run_task(task, epochs, holdout_speaker, corpus, keep, synthetic_copies, seed
             "load": (load_before + os.getloadavg()[0]) / 2, "holdout_speaker": holdout_speaker}
 
 
-def accuracy(metrics):
-    """The mean test accuracy of a task's row metrics: one run's, or each seed's (`"seeds"`)."""
-    runs = metrics.get("seeds", {"0": metrics})
-    return float(np.mean([run["test_accuracy"] for run in runs.values()]))
-
-
 def merged(results):
-    """One task's results over seeds, as one result: the first seed's metrics, each seed's
-    under `"seeds"` when there are several, the mean training time of a run, and the total
-    wall and CPU time."""
+    """One task's results over seeds, as one result.
+
+    With several seeds, the metrics are each seed's whole metrics under `"seeds"`, the
+    mean test accuracy and training time of a run, and the settings every run shares (the
+    first run's other numbers and strings); wall and CPU time are the total of the runs.
+    """
     first = results[0]
     if len(results) == 1:
         return first
-    metrics = {**first["metrics"], "seeds": {str(r["seed"]): r["metrics"] for r in results},
-               "train_seconds": float(np.mean([r["metrics"]["train_seconds"] for r in results]))}
+    shared = {key: value for key, value in first["metrics"].items() if not isinstance(value, (dict, list))}
+    metrics = {**shared, "seeds": {str(r["seed"]): r["metrics"] for r in results},
+               **{key: float(np.mean([r["metrics"][key] for r in results]))
+                  for key in ("test_accuracy", "train_seconds")}}
     return {**first, "metrics": metrics, "wall": sum(r["wall"] for r in results),
             "cpu": sum(r["cpu"] for r in results), "load": float(np.mean([r["load"] for r in results]))}
 
@@ -143,17 +142,16 @@ def table_row(result, rows):
             min(m["fsdd_cer_greedy"], m["fsdd_cer_beam"]) <= 0.15
         data = f"espeak-ng digits + FSDD, {result['holdout_speaker']} held out"
     elif task == "kws-pretrained":
-        scratch = rows.get("kws-holdout", {}).get("metrics")
-        scratch = None if scratch is None else accuracy(scratch)
+        scratch = rows.get("kws-holdout", {}).get("metrics", {}).get("test_accuracy")
         score = (f"accuracy {seed_scores(m)} ({m['test_examples']} clips); from scratch (kws-holdout): "
                  + (f"{scratch:.2%}" if scratch is not None else "not run"))
-        met = scratch is not None and accuracy(m) > scratch
+        met = scratch is not None and m["test_accuracy"] > scratch
         data = (f"pretrained {m['pretrain_epochs']} epochs on {m['pretrain_clips']} espeak-ng digit words "
                 f"({m['pretrain_accuracy']:.1%} on their validation tenth), fine-tuned on FSDD with "
                 f"{result['holdout_speaker']} held out")
     else:
         score = f"accuracy {seed_scores(m)} ({m['test_examples']} clips)"
-        met = accuracy(m) >= (0.985 if task == "kws" else 0.90)
+        met = m["test_accuracy"] >= (0.985 if task == "kws" else 0.90)
         data = "FSDD official split" if task == "kws" else f"FSDD, {result['holdout_speaker']} held out"
     met = "" if result["shortened"] else ("yes" if met else "no")
     run = "shortened check" if result["shortened"] else "default recipe"
@@ -168,7 +166,7 @@ def seed_scores(metrics):
         return f"{metrics['test_accuracy']:.2%}"
     seeds = metrics["seeds"]
     return (" / ".join(f"{run['test_accuracy']:.2%}" for run in seeds.values())
-            + f" (seeds {' / '.join(seeds)}), mean {accuracy(metrics):.2%}")
+            + f" (seeds {' / '.join(seeds)}), mean {metrics['test_accuracy']:.2%}")
 
 
 def write_results(results):
