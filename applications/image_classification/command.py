@@ -40,6 +40,18 @@ def _fraction(text):
     return value
 
 
+def _filters(text):
+    try:
+        filters = tuple(int(f) for f in text.split(",") if f.strip())
+    except ValueError:
+        filters = (-1,)
+    if filters == (0,):
+        return ()
+    if not filters or min(filters) < 1:
+        raise argparse.ArgumentTypeError(f"expected filters like 32,64 (or 0 for no stem), received {text!r}")
+    return filters
+
+
 def add_arguments(parser, verb):
     """The application's own flags for `verb`."""
     if verb in ("train", "finetune", "evaluate"):
@@ -59,6 +71,8 @@ def add_arguments(parser, verb):
         model.add_argument("--size", choices=("micro", "tiny", "small", "base"), help="named ViT size")
         model.add_argument("--patch-size", type=int)
         model.add_argument("--pooling", choices=("cls", "mean"), help="class token or mean of patch tokens")
+        model.add_argument("--stem-filters", type=_filters, metavar="F,F",
+                           help="a convolutional stem: the filters of each stride-2 layer (0: none)")
         model.add_argument("--hidden-dim", type=int)
         model.add_argument("--num-layers", type=int)
         model.add_argument("--num-heads", type=int)
@@ -86,7 +100,7 @@ def add_arguments(parser, verb):
                             help="write an attention-rollout picture per image to DIR")
 
 
-_MODEL_FLAGS = ("size", "patch_size", "pooling", "hidden_dim", "num_layers", "num_heads",
+_MODEL_FLAGS = ("size", "patch_size", "pooling", "stem_filters", "hidden_dim", "num_layers", "num_heads",
                 "intermediate_dim", "dropout")
 _TRAINING_FLAGS = ("learning_rate", "warmup_epochs", "weight_decay", "label_smoothing",
                    "translate", "rotate", "zoom", "flip", "rand_augment", "mixup", "cutmix")

@@ -12,6 +12,7 @@ with `safe_mode=True` and no `custom_objects`.
 
 import keras
 
+from applications.common import UserError
 from keras_attention.heads import ClassificationHead
 from keras_attention.layers import PatchEmbedding, TransformerEncoder
 
@@ -32,6 +33,7 @@ DEFAULTS = dict(
     image_size=None,  # (height, width) the model works at; None: the input's.
     patch_size=None,  # None: a side / 8 patch grid (8x8 images: patch 1).
     pooling="cls",  # "cls" (class token) or "mean" (mean of patch tokens).
+    stem_filters=(),  # Stride-2 3x3 convolutions before the patch projection (); none: plain patchify.
     dropout=0.0,  # In the encoder blocks (attention and feed-forward).
     head_dropout=0.0,  # Before the output projection.
     hidden_dim=None, num_layers=None, num_heads=None, intermediate_dim=None,  # None: the size's.
@@ -48,17 +50,17 @@ def vit_settings(**settings):
     """
     unknown = sorted(set(settings) - set(DEFAULTS))
     if unknown:
-        raise ValueError(f"Unknown ViT settings {unknown}. Expected some of {sorted(DEFAULTS)}.")
+        raise UserError(f"Unknown ViT settings {unknown}. Expected some of {sorted(DEFAULTS)}.")
     merged = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
     if merged["size"] not in VIT_SIZES:
-        raise ValueError(f"Unknown size: {merged['size']!r}. Expected one of {list(VIT_SIZES)}.")
+        raise UserError(f"Unknown size: {merged['size']!r}. Expected one of {list(VIT_SIZES)}.")
     for key, value in VIT_SIZES[merged["size"]].items():
         if merged[key] is None:
             merged[key] = value
     if merged["pooling"] not in POOLINGS:
-        raise ValueError(f"Unknown pooling: {merged['pooling']!r}. Expected one of {POOLINGS}.")
+        raise UserError(f"Unknown pooling: {merged['pooling']!r}. Expected one of {POOLINGS}.")
     if merged["hidden_dim"] % merged["num_heads"]:
-        raise ValueError(
+        raise UserError(
             f"hidden_dim={merged['hidden_dim']} is not divisible by num_heads={merged['num_heads']}: "
             "choose a hidden_dim that is a multiple of num_heads."
         )
@@ -75,7 +77,8 @@ def build_vit(image_shape, num_classes, **settings):
         num_classes: int. Number of classes (at least 2).
         **settings: any of `size` (`"micro"`, `"tiny"`, `"small"`, `"base"`;
             defaults to `"tiny"`), `image_size`, `patch_size`, `pooling`
-            (`"cls"` or `"mean"`), `dropout`, `head_dropout`, `hidden_dim`,
+            (`"cls"` or `"mean"`), `stem_filters` (a convolutional stem, see
+            `PatchEmbedding`), `dropout`, `head_dropout`, `hidden_dim`,
             `num_layers`, `num_heads`, `intermediate_dim` (these four default to
             the size's).
 
@@ -102,12 +105,16 @@ def build_vit(image_shape, num_classes, **settings):
     # === Layers ===
     rescaling = keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name="rescaling")
     resizing = keras.layers.Resizing(height, width, name="resizing")
-    patch_embedding = PatchEmbedding(
-        patch_size=patch_size,
-        hidden_dim=settings["hidden_dim"],
-        use_class_token=settings["pooling"] == "cls",
-        name="patch_embedding",
-    )
+    try:
+        patch_embedding = PatchEmbedding(
+            patch_size=patch_size,
+            hidden_dim=settings["hidden_dim"],
+            use_class_token=settings["pooling"] == "cls",
+            stem_filters=tuple(settings["stem_filters"]),
+            name="patch_embedding",
+        )
+    except ValueError as error:  # A patch size and stem that do not fit: the flags' mistake.
+        raise UserError(str(error)) from None
     encoder_layers = [
         TransformerEncoder(
             intermediate_dim=settings["intermediate_dim"],

@@ -22,6 +22,14 @@ class PatchEmbedding(keras.layers.Layer):
     index 0 (read it with a class-token pooling), and it gets a position of
     its own.
 
+    With `stem_filters`, a convolutional stem (Xiao et al., 2021) replaces
+    part of the patchify step: one 3x3 stride-2 `Conv2D` (then
+    `BatchNormalization` and ReLU) per entry, each halving the image, then
+    the strided projection covers what is left of the patch. The tokens are
+    the same grid as without a stem (a patch of 4 with two stem layers: a
+    1x1 projection of the 4x-reduced map), but each one sees overlapping
+    neighbourhoods: a locality prior that small data sets need.
+
     The position table has one row per patch of the image size the layer is
     built for, so the layer serves images of that size only; calling it on
     another size raises a `ValueError`. Resize or crop images to the build
@@ -33,6 +41,10 @@ class PatchEmbedding(keras.layers.Layer):
         hidden_dim: int. The size of each patch token.
         use_class_token: bool. Prepend a learned class token. Defaults to
             `False`.
+        stem_filters: tuple of ints. The filters of each stride-2 layer of a
+            convolutional stem; the patch height and width must be multiples
+            of `2 ** len(stem_filters)`. Defaults to `()`: no stem, one
+            strided projection of each patch.
         kernel_initializer: str or `keras.initializers.Initializer`.
             Initializer of the patch projection. Defaults to
             `"glorot_uniform"`.
@@ -61,6 +73,7 @@ class PatchEmbedding(keras.layers.Layer):
 
     References:
         - [Dosovitskiy et al., 2021](https://arxiv.org/abs/2010.11929)
+        - [Xiao et al., 2021](https://arxiv.org/abs/2106.14881) (convolutional stem)
     """
 
     def __init__(
@@ -68,6 +81,7 @@ class PatchEmbedding(keras.layers.Layer):
         patch_size,
         hidden_dim,
         use_class_token=False,
+        stem_filters=(),
         kernel_initializer="glorot_uniform",
         embeddings_initializer="random_normal",
         **kwargs,
@@ -84,12 +98,26 @@ class PatchEmbedding(keras.layers.Layer):
             )
         if not _is_positive_int(hidden_dim):
             raise ValueError(f"`hidden_dim` must be a positive integer. Received: hidden_dim={hidden_dim}")
+        if not isinstance(stem_filters, (tuple, list)) or not all(_is_positive_int(f) for f in stem_filters):
+            raise ValueError(
+                "`stem_filters` must be a tuple of positive integers (one per stride-2 stem "
+                f"layer), or () for no stem. Received: stem_filters={stem_filters}"
+            )
         if isinstance(patch_size, (tuple, list)):
             self.patch_size = tuple(int(s) for s in patch_size)
         else:
             self.patch_size = int(patch_size)
+        stride = 2 ** len(stem_filters)
+        if any(side % stride for side in self._patch_hw()):
+            raise ValueError(
+                f"A stem of {len(stem_filters)} stride-2 layers reduces the image {stride}x, "
+                f"so the patch size must be a multiple of {stride}. Received: "
+                f"patch_size={patch_size}, stem_filters={stem_filters}. Use fewer stem "
+                "layers or a larger patch."
+            )
         self.hidden_dim = int(hidden_dim)
         self.use_class_token = bool(use_class_token)
+        self.stem_filters = tuple(int(f) for f in stem_filters)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
 
@@ -121,17 +149,37 @@ class PatchEmbedding(keras.layers.Layer):
         num_patches = (height // patch_height) * (width // patch_width)
         num_positions = num_patches + int(self.use_class_token)
 
+        self.stem_layers = []
+        shape = input_shape
+        for i, filters in enumerate(self.stem_filters):
+            # No bias: the batch normalization after the convolution has one.
+            convolution = keras.layers.Conv2D(
+                filters,
+                kernel_size=3,
+                strides=2,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=clone_initializer(self.kernel_initializer),
+                dtype=self.dtype_policy,
+                name=f"stem_convolution_{i}",
+            )
+            normalization = keras.layers.BatchNormalization(dtype=self.dtype_policy, name=f"stem_normalization_{i}")
+            convolution.build(shape)
+            shape = convolution.compute_output_shape(shape)
+            normalization.build(shape)
+            self.stem_layers += [convolution, normalization]
+        stride = 2 ** len(self.stem_filters)
         self.patch_projection = keras.layers.Conv2D(
             filters=self.hidden_dim,
-            kernel_size=(patch_height, patch_width),
-            strides=(patch_height, patch_width),
+            kernel_size=(patch_height // stride, patch_width // stride),
+            strides=(patch_height // stride, patch_width // stride),
             padding="valid",
             data_format="channels_last",
             kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="patch_projection",
         )
-        self.patch_projection.build(input_shape)
+        self.patch_projection.build(shape)
         if self.use_class_token:
             self.class_token = self.add_weight(
                 name="class_token",
@@ -156,8 +204,10 @@ class PatchEmbedding(keras.layers.Layer):
                 f"Received images of shape {tuple(inputs.shape)}. Resize the images "
                 "to the build size, or build a new layer for the new size."
             )
-        inputs = ops.cast(inputs, self.compute_dtype)
-        patches = self.patch_projection(inputs)  # [B, height / ph, width / pw, D]
+        x = ops.cast(inputs, self.compute_dtype)
+        for convolution, normalization in zip(self.stem_layers[::2], self.stem_layers[1::2]):
+            x = ops.relu(normalization(convolution(x)))  # [B, height / 2^i, width / 2^i, filters]
+        patches = self.patch_projection(x)  # [B, height / ph, width / pw, D]
         patches = ops.reshape(patches, (ops.shape(patches)[0], -1, self.hidden_dim))  # [B, P, D]
         if self.use_class_token:
             class_token = ops.cast(self.class_token, self.compute_dtype)
@@ -180,6 +230,7 @@ class PatchEmbedding(keras.layers.Layer):
                 "patch_size": self.patch_size,
                 "hidden_dim": self.hidden_dim,
                 "use_class_token": self.use_class_token,
+                "stem_filters": self.stem_filters,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
             }

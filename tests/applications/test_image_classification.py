@@ -204,6 +204,33 @@ def test_vit_takes_raw_images_of_any_size_and_reloads_safely(tmp_path):
     assert maps.shape == (2, 4, 4) and maps.min() == 0.0 and maps.max() == pytest.approx(1.0)
 
 
+def test_vit_with_a_convolutional_stem_keeps_the_patch_grid(tmp_path):
+    model = build_vit((16, 16, 1), num_classes=3, size="micro", patch_size=4, stem_filters=(4, 8))
+    embedding = model.get_layer("patch_embedding")
+    assert embedding.stem_filters == (4, 8) and embedding.patch_projection.kernel.shape[:2] == (1, 1)
+    images = np.random.default_rng(0).integers(0, 255, (2, 16, 16, 1)).astype("uint8")
+    probabilities = model.predict(images, verbose=0)
+    model.save(tmp_path / "vit.keras")
+    reloaded = keras.saving.load_model(tmp_path / "vit.keras", safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), probabilities, atol=1e-6)
+    assert attention_rollout(reloaded, images).shape == (2, 4, 4)  # 16 / 4: the grid of a plain patch 4.
+
+
+def test_stem_filters_from_the_command_line(tmp_path, capsys):
+    output = tmp_path / "run"
+    code = cli.main(["train", "image-classification", "--epochs", "1", "--size", "micro", "--patch-size", "4",
+                     "--stem-filters", "4,8", "--max-examples", "64", "--quiet", "--output", str(output)])
+    assert code == 0
+    recipe = json.loads((output / "settings.json").read_text())["recipe"]
+    assert recipe["model"]["stem_filters"] == [4, 8]
+    assert cli.main(["train", "image-classification", "--stem-filters", "4,x"]) == 2
+    assert "expected filters like 32,64" in capsys.readouterr().err
+    code = cli.main(["train", "image-classification", "--patch-size", "2", "--stem-filters", "4,8",
+                     "--output", str(tmp_path / "bad")])
+    assert code == 1 and not (tmp_path / "bad").exists()
+    assert "multiple of 4" in capsys.readouterr().err
+
+
 def test_a_reloaded_vit_gets_a_new_head_for_other_classes(tmp_path):
     from applications.common import with_new_head
 

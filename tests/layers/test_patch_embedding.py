@@ -19,6 +19,51 @@ def test_layer():
     )
 
 
+def test_layer_with_a_convolutional_stem():
+    run_layer_test(
+        PatchEmbedding,
+        {"patch_size": 4, "hidden_dim": 6, "use_class_token": True, "stem_filters": (3, 5)},
+        np.random.uniform(size=(2, 8, 8, 1)).astype("float32"),
+        expected_output_shape=(2, 5, 6),  # a class token and 2 x 2 patches
+        # Per stem layer a kernel, a scale and an offset; then kernel, bias, class token, positions.
+        expected_num_trainable_weights=2 * 3 + 4,
+        expected_num_non_trainable_weights=2 * 2,  # the moving mean and variance of each stem layer
+    )
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_convolutional_stem_equals_keras_layers(training):
+    """Stem, projection and positions against the same keras layers with the same weights."""
+    images = np.random.uniform(-1, 1, size=(3, 16, 8, 2)).astype("float32")
+    layer = PatchEmbedding((8, 4), 5, stem_filters=(4, 6))
+    layer.build(images.shape)
+    rng = np.random.default_rng(0)
+    for weight in layer.weights:  # Moving statistics too, so inference mode is not the identity.
+        weight.assign(rng.uniform(0.5, 1.5, size=weight.shape).astype("float32"))
+    reference = keras.Sequential(
+        [
+            keras.Input(images.shape[1:]),
+            keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Conv2D(6, 3, strides=2, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Conv2D(5, (2, 1), strides=(2, 1)),  # What is left of the 8x4 patch: 2x1.
+            keras.layers.Reshape((-1, 5)),
+        ]
+    )
+    ours = [*layer.stem_layers, layer.patch_projection]
+    theirs = [l for l in reference.layers if not isinstance(l, (keras.layers.ReLU, keras.layers.Reshape))]
+    for mine, other in zip(ours, theirs):
+        other.set_weights(mine.get_weights())
+    expected = ops.convert_to_numpy(reference(images, training=training))
+    expected = expected + ops.convert_to_numpy(layer.position_embedding.position_embeddings)
+    outputs = ops.convert_to_numpy(layer(images, training=training))
+    assert outputs.shape == (3, 4, 5)  # (16 / 8) * (8 / 4) tokens
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-5)
+
+
 def identity_patch_layer(patch_height, patch_width, channels, use_class_token=False):
     """A layer whose token is the flattened patch (row-major, then channels)."""
     hidden_dim = patch_height * patch_width * channels
@@ -89,11 +134,12 @@ def test_compute_output_shape_matches_the_call():
 
 
 def test_sublayers_follow_the_dtype_policy():
-    layer = PatchEmbedding(2, 4, use_class_token=True, dtype="mixed_bfloat16")
+    layer = PatchEmbedding(2, 4, use_class_token=True, stem_filters=(3,), dtype="mixed_bfloat16")
     outputs = layer(np.zeros((1, 4, 4, 1), "float32"))
     assert keras.backend.standardize_dtype(outputs.dtype) == "bfloat16"
     assert layer.patch_projection.dtype_policy.name == "mixed_bfloat16"
     assert layer.position_embedding.dtype_policy.name == "mixed_bfloat16"
+    assert all(l.dtype_policy.name == "mixed_bfloat16" for l in layer.stem_layers)
     assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights)
 
 
@@ -106,6 +152,10 @@ def test_sublayers_follow_the_dtype_policy():
         ({"patch_size": 2.5}, "patch_size"),
         ({"hidden_dim": 0}, "hidden_dim"),
         ({"hidden_dim": None}, "hidden_dim"),
+        ({"stem_filters": 32}, "stem_filters"),
+        ({"stem_filters": (32, 0)}, "stem_filters"),
+        ({"patch_size": 2, "stem_filters": (8, 8)}, "multiple of 4"),
+        ({"patch_size": (4, 6), "stem_filters": (8, 8)}, "multiple of 4"),
     ],
 )
 def test_bad_arguments(kwargs, match):
