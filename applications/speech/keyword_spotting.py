@@ -48,7 +48,11 @@ NUM_HEADS = 4  # Attention heads per block.
 INTERMEDIATE_DIM = 192  # Feed-forward size of each block.
 DROPOUT = 0.1  # In the encoder blocks and before the output layer.
 POOLING = "attention"  # ClassificationHead pooling: a learned query over the frames (shown in the picture).
-EPOCHS = 40  # Passes over the training clips (about 15 CPU-seconds each).
+# Passes over the training clips (about 15 CPU-seconds each). 60 rather than 40, chosen on a
+# validation split (FSDD recordings 5-9 of each speaker scored, 10-49 trained on, the official
+# test recordings 0-4 unused): seeds 0-3 scored 99.6/98.4/98.4/98.8% (mean 98.8%) after 60 epochs
+# against 98.4/98.4/98.4/98.0% (98.3%) after 40.
+EPOCHS = 60
 BATCH_SIZE = 64
 LEARNING_RATE = 2e-3  # Peak of the warmup + cosine schedule (AdamW).
 WARMUP_FRACTION = 0.1  # Share of the steps spent warming up.
