@@ -44,7 +44,7 @@ def _filters(text):
     try:
         filters = tuple(int(f) for f in text.split(",") if f.strip())
     except ValueError:
-        filters = (-1,)
+        filters = ()
     if filters == (0,):
         return ()
     if not filters or min(filters) < 1:

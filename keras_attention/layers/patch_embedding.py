@@ -149,7 +149,7 @@ class PatchEmbedding(keras.layers.Layer):
         num_patches = (height // patch_height) * (width // patch_width)
         num_positions = num_patches + int(self.use_class_token)
 
-        self.stem_layers = []
+        self.stem_convolutions, self.stem_normalizations = [], []
         shape = input_shape
         for i, filters in enumerate(self.stem_filters):
             # No bias: the batch normalization after the convolution has one.
@@ -167,7 +167,8 @@ class PatchEmbedding(keras.layers.Layer):
             convolution.build(shape)
             shape = convolution.compute_output_shape(shape)
             normalization.build(shape)
-            self.stem_layers += [convolution, normalization]
+            self.stem_convolutions.append(convolution)
+            self.stem_normalizations.append(normalization)
         stride = 2 ** len(self.stem_filters)
         self.patch_projection = keras.layers.Conv2D(
             filters=self.hidden_dim,
@@ -205,7 +206,7 @@ class PatchEmbedding(keras.layers.Layer):
                 "to the build size, or build a new layer for the new size."
             )
         x = ops.cast(inputs, self.compute_dtype)
-        for convolution, normalization in zip(self.stem_layers[::2], self.stem_layers[1::2]):
+        for convolution, normalization in zip(self.stem_convolutions, self.stem_normalizations):
             x = ops.relu(normalization(convolution(x)))  # [B, height / 2^i, width / 2^i, filters]
         patches = self.patch_projection(x)  # [B, height / ph, width / pw, D]
         patches = ops.reshape(patches, (ops.shape(patches)[0], -1, self.hidden_dim))  # [B, P, D]

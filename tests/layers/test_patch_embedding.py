@@ -53,7 +53,8 @@ def test_convolutional_stem_equals_keras_layers(training):
             keras.layers.Reshape((-1, 5)),
         ]
     )
-    ours = [*layer.stem_layers, layer.patch_projection]
+    convolutions, normalizations = layer.stem_convolutions, layer.stem_normalizations
+    ours = [convolutions[0], normalizations[0], convolutions[1], normalizations[1], layer.patch_projection]
     theirs = [l for l in reference.layers if not isinstance(l, (keras.layers.ReLU, keras.layers.Reshape))]
     for mine, other in zip(ours, theirs):
         other.set_weights(mine.get_weights())
@@ -139,7 +140,8 @@ def test_sublayers_follow_the_dtype_policy():
     assert keras.backend.standardize_dtype(outputs.dtype) == "bfloat16"
     assert layer.patch_projection.dtype_policy.name == "mixed_bfloat16"
     assert layer.position_embedding.dtype_policy.name == "mixed_bfloat16"
-    assert all(l.dtype_policy.name == "mixed_bfloat16" for l in layer.stem_layers)
+    stem = layer.stem_convolutions + layer.stem_normalizations
+    assert len(stem) == 2 and all(l.dtype_policy.name == "mixed_bfloat16" for l in stem)
     assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights)
 
 
