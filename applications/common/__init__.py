@@ -91,7 +91,10 @@ Building blocks
   validation_data=None, callbacks=(), quiet=False, **fit_kwargs) -> history`
   (progress bars, `BackupAndRestore` checkpoint each epoch in the run,
   history.csv with learning rate and seconds per epoch, learning_curves.png).
-  Data order must be deterministic for a seed (seeded shuffles).
+  Data order must be deterministic for a seed (seeded shuffles). Under
+  `--distribute`, `fit` cuts each batch to a multiple of `replicas(model)`, and
+  `predict_evenly(model, inputs, batch_size)` pads the inputs to one (Keras's
+  JAX trainer shards every batch and fails on one that does not split).
 - Serving (`serving`): `load_model(path)` (run folder, .keras with
   `safe_mode=True`, or an exported SavedModel as `ExportedModel` with
   `.predict`); `load_settings(path)`; `export_model(model, path, settings=None,
@@ -121,7 +124,7 @@ _EXPORTS = {
     "run_folder": ["HISTORY_FILE", "LEARNING_CURVES_FILE", "METRICS_FILE", "MODEL_FILE",
                    "SETTINGS_FILE", "RunFolder", "write_json"],
     "serving": ["ExportedModel", "export_model", "load_model", "load_settings", "model_path"],
-    "training": ["fit", "set_seed", "warmup_cosine"],
+    "training": ["fit", "predict_evenly", "replicas", "set_seed", "warmup_cosine"],
 }
 _SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
 

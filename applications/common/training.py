@@ -131,7 +131,12 @@ def fit(model, train_data, run, epochs, validation_data=None, callbacks=(), quie
     validation_data = _evenly_split(validation_data, model)
     x, y = train_data if isinstance(train_data, tuple) and len(train_data) == 2 else (train_data, None)
     if y is None:
+        x = _evenly_split(x, model)
         kwargs.setdefault("shuffle", False)  # A dataset shuffles itself (seeded).
+        if "steps_per_epoch" not in kwargs:
+            x, kwargs["steps_per_epoch"] = _one_iterator(x)
+    if "validation_steps" not in kwargs:
+        validation_data, kwargs["validation_steps"] = _one_iterator(validation_data)
     with _first_batch_check_off(model):
         model.fit(
             x,
@@ -146,6 +151,27 @@ def fit(model, train_data, run, epochs, validation_data=None, callbacks=(), quie
     reporting.plot_learning_curves(history, run.file(LEARNING_CURVES_FILE))
     return history
 
+
+def _one_iterator(dataset):
+    """`(dataset.repeat(), batches in one pass)` for a `tf.data.Dataset` of known size.
+
+    Other data come back as `(data, None)`. Given steps, `model.fit` keeps one
+    iterator over the repeated dataset for the whole run. Without them, Keras
+    (3.15, `EpochIterator`) starts a new iterator when an epoch's pass ends and
+    another when the next epoch begins, throwing the first away, and on the
+    2-core development machine the first step of about half of the epochs
+    stalled 8-10 s (Fashion-MNIST epochs of 40 batches took 19-21 s instead of
+    10-11 s). Each repetition is still one whole pass, reshuffled from the
+    seed; the orders are not those of before, which skipped every other
+    shuffle.
+    """
+    cardinality = getattr(dataset, "cardinality", None)
+    if cardinality is None:
+        return dataset, None
+    batches = int(cardinality())
+    if batches <= 0:  # Infinite (-1), unknown (-2) or empty: leave it to Keras.
+        return dataset, None
+    return dataset.repeat(), batches
 
 
 @contextlib.contextmanager
@@ -178,22 +204,59 @@ def _first_batch_check_off(model):
         model._distribute_strategy = strategy
 
 
-def _evenly_split(dataset, model, batch_size=256):
-    """Under a strategy of R > 1 replicas, the validation batches rebatched to multiples of R.
+def _evenly_split(dataset, model):
+    """A dataset whose batches split evenly across the replicas of a distributed run.
 
-    Keras's TensorFlow trainer takes the MEAN over replicas of the first batch of the
-    validation data (`_maybe_symbolic_build`, see above), which fails when that batch does
-    not split evenly (143 examples on 2 replicas: 72 != 71). Rebatching drops at most
-    R - 1 validation examples. Only datasets whose examples all have one shape can be
-    rebatched; others pass unchanged.
+    Under R > 1 replicas each batch is cut to a multiple of R (the last batch of a
+    pass loses at most R - 1 examples) and a batch left empty is dropped. Keras's
+    JAX trainer (3.15) shards every batch over the devices of its `DataParallel`
+    distribution and fails on one that does not split (keras-team/keras#21167); its
+    TensorFlow trainer takes the MEAN over replicas of the first validation batch
+    (`_maybe_symbolic_build`, see above), which fails the same way (143 examples on
+    2 replicas: 72 != 71). Other data pass unchanged.
     """
-    strategy = getattr(model, "distribute_strategy", None)
-    replicas = getattr(strategy, "num_replicas_in_sync", 1)
-    if replicas < 2 or dataset is None or not hasattr(dataset, "element_spec"):
+    count = replicas(model)
+    if count < 2 or dataset is None or not hasattr(dataset, "element_spec"):
         return dataset
-    import tensorflow as tf  # Only under a tf.distribute strategy.
+    import tensorflow as tf  # Only for a tf.data dataset.
 
-    if not all(spec.shape[1:].is_fully_defined() for spec in tf.nest.flatten(dataset.element_spec)):
-        return dataset
-    batch = max(batch_size // replicas, 1) * replicas
-    return dataset.unbatch().batch(replicas, drop_remainder=True).unbatch().batch(batch)
+    def even(*batch):
+        size = tf.shape(tf.nest.flatten(batch)[0])[0]
+        cut = tf.nest.map_structure(lambda tensor: tensor[: size - size % count], batch)
+        return cut if len(batch) > 1 else cut[0]
+
+    def not_empty(*batch):
+        return tf.shape(tf.nest.flatten(batch)[0])[0] > 0
+
+    return dataset.map(even).filter(not_empty)
+
+
+def replicas(model=None):
+    """How many devices share each batch: those of Keras's distribution in scope
+    (`keras.distribution.DataParallel` under JAX), else the replicas of the
+    model's `tf.distribute` strategy; 1 when training is not distributed."""
+    distribution = keras.distribution.distribution()
+    if distribution is not None:
+        return int(distribution.device_mesh.devices.size)
+    strategy = getattr(model, "distribute_strategy", None)
+    return getattr(strategy, "num_replicas_in_sync", 1)
+
+
+def predict_evenly(model, inputs, batch_size):
+    """`model.predict(inputs)` in batches that split evenly across the replicas.
+
+    Under a distributed run (see `replicas`) the inputs (an array or a list)
+    are padded with copies of their last example to a multiple of the
+    replicas, the batch size rounded up to one, and the outputs cut back:
+    a prediction cannot drop examples the way `fit`'s batches do.
+    """
+    count = replicas(model)
+    if count < 2 or len(inputs) == 0:
+        return model.predict(inputs, batch_size=batch_size, verbose=0)
+    size, padding = len(inputs), -len(inputs) % count
+    if isinstance(inputs, list):
+        padded = inputs + inputs[-1:] * padding
+    else:
+        padded = np.concatenate([inputs, np.repeat(inputs[-1:], padding, axis=0)])
+    outputs = model.predict(padded, batch_size=-(-batch_size // count) * count, verbose=0)
+    return keras.tree.map_structure(lambda output: output[:size], outputs)

@@ -6,7 +6,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from applications.common import UserError, export_model, load_model, load_settings, model_path
+from applications.common import UserError, export_model, load_model, load_settings, model_path, predict_evenly
 from keras_attention.heads import ClassificationHead
 from keras_attention.layers import TransformerEncoder
 
@@ -20,7 +20,7 @@ def evaluate_arrays(model, images, labels, class_names, batch_size=256):
     if len(images) == 0:
         return {"accuracy": float("nan"), "macro_f1": float("nan"), "loss": float("nan"),
                 "examples": 0, "confusion_matrix": []}
-    probabilities = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype="float64")
+    probabilities = np.asarray(predict_evenly(model, images, batch_size), dtype="float64")
     predicted = probabilities.argmax(axis=-1)
     labels = np.asarray(labels)
     everything = list(range(len(class_names)))
@@ -244,7 +244,7 @@ def predict(model, files, top_k=3, attention_dir=None, batch_size=32, quiet=Fals
     image_size, channels = model_geometry(model, settings)
     class_names = class_names_of(model, settings)
     images = np.stack([read_image_file(f, image_size, channels) for f in files])
-    probabilities = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype="float64")
+    probabilities = np.asarray(predict_evenly(model, images, batch_size), dtype="float64")
     if class_names is None:
         class_names = [str(i) for i in range(probabilities.shape[-1])]
     top_k = max(1, min(top_k, len(class_names)))

@@ -231,7 +231,7 @@ def train(serving, training, train_waveforms, train_labels, run, config, epochs,
 
 
 def predict_probabilities(model, waveforms, batch_size=64):
-    logits = np.asarray(model.predict(np.asarray(waveforms, "float32"), batch_size=batch_size, verbose=0))
+    logits = np.asarray(common_training.predict_evenly(model, np.asarray(waveforms, "float32"), batch_size))
     logits = logits - logits.max(axis=-1, keepdims=True)
     probabilities = np.exp(logits)
     return probabilities / probabilities.sum(axis=-1, keepdims=True)

@@ -415,7 +415,7 @@ def transcribe(model, waveforms, config, strategy="greedy", beam_width=BEAM_WIDT
     texts = []
     for start in range(0, len(waveforms), batch_size):
         batch, frames = pad_clips(waveforms[start : start + batch_size], config)
-        logits = np.asarray(model.predict(batch, batch_size=batch_size, verbose=0), "float32")
+        logits = np.asarray(common_training.predict_evenly(model, batch, batch_size), "float32")
         frames = np.maximum(frames, 1)
         decoded, _ = keras.ops.ctc_decode(logits, frames, strategy=strategy, beam_width=beam_width,
                                           mask_index=0)

@@ -31,6 +31,7 @@ from applications.common.serving import load_model
 from applications.common.serving import load_settings
 from applications.common.serving import model_path
 from applications.common.training import fit
+from applications.common.training import predict_evenly
 from applications.common.training import set_seed
 from applications.common.training import warmup_cosine
 from applications.text_classification import data as data_lib
@@ -455,7 +456,7 @@ def predict(model, texts=(), file=None, attention=None, batch_size=None):
     )
     if not class_names:
         raise UserError(f"--model {model}: no class names found (settings.json is missing).")
-    probabilities = np.asarray(classifier.predict(texts, batch_size=batch_size or 256, verbose=0))
+    probabilities = np.asarray(predict_evenly(classifier, list(texts), batch_size or 256))
     predictions = []
     for text, row in zip(texts, probabilities):
         best = int(row.argmax())
@@ -494,7 +495,7 @@ def predict_probabilities(classifier, texts, batch_size=256):
     """Class probabilities `(N, num_classes)` for a list of raw strings."""
     if not len(texts):
         return np.zeros((0, len(classifier.class_names or [])), dtype="float32")
-    return np.asarray(classifier.predict(list(texts), batch_size=batch_size, verbose=0))
+    return np.asarray(predict_evenly(classifier, list(texts), batch_size))
 
 
 def write_pictures(classifier, data, metrics, confusion_path, attention_path):

@@ -243,6 +243,101 @@ def test_same_seed_same_result(tmp_path):
     assert not all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
 
 
+def _shuffled_batches(x, y, seed=3):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(4)
+
+
+class _Recorder(keras.layers.Layer):
+    """Passes its inputs through and records the first feature of each training batch."""
+
+    def __init__(self, batches, **kwargs):
+        super().__init__(**kwargs)
+        self.record = batches.append  # Not the list itself, which Keras would track as a copy.
+
+    def call(self, inputs, training=None):
+        if training:
+            self.record(keras.ops.convert_to_numpy(inputs)[:, 0].astype(int).tolist())
+        return inputs
+
+
+def _recorded_run(run_folder, seed=5):
+    examples = np.arange(10, dtype="float32")[:, None]
+    batches = []
+    set_seed(seed)
+    model = keras.Sequential([keras.Input((1,)), _Recorder(batches), keras.layers.Dense(1)])
+    model.compile("sgd", "mse", run_eagerly=True)
+    with RunFolder(run_folder) as run:
+        history = fit(model, _shuffled_batches(examples, examples), run, epochs=3, quiet=True,
+                      validation_data=_shuffled_batches(examples, examples))
+    return [batches[i:i + 3] for i in range(0, 9, 3)], history, model, examples
+
+
+def test_fit_epochs_of_a_dataset_are_reshuffled_whole_passes(tmp_path):
+    # `fit` repeats a dataset of known size and cuts it into epochs by steps: one iterator
+    # serves the whole run, and each epoch must still be one whole pass, shuffled anew.
+    epochs, history, model, examples = _recorded_run(tmp_path / "run")
+    assert [len(batches) for batches in epochs] == [3, 3, 3]  # Batches of 4, 4, 2.
+    orders = [sum(batches, []) for batches in epochs]
+    for order in orders:
+        assert sorted(order) == list(range(10))
+    assert len({tuple(order) for order in orders}) == 3
+    again, _, _, _ = _recorded_run(tmp_path / "again")
+    assert again == epochs  # Same seed, same batches.
+    assert float(history[-1]["val_loss"]) == pytest.approx(model.evaluate(examples, examples, verbose=0))
+
+
+class _TwoReplicaModel:
+    """Stands for a model built under a two-replica tf.distribute strategy."""
+
+    distribute_strategy = type("Strategy", (), {"num_replicas_in_sync": 2})()
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, inputs, batch_size, verbose):
+        self.calls.append((len(inputs), batch_size))
+        return np.asarray([[float(len(str(example)))] for example in inputs])
+
+
+def test_batches_and_predictions_split_evenly_across_replicas():
+    from applications.common import predict_evenly, replicas
+    from applications.common.training import _evenly_split
+
+    model = _TwoReplicaModel()
+    assert replicas(model) == 2 and replicas(_tiny_model()) == 1
+    x = np.arange(11, dtype="float32")
+    batches = _evenly_split(_shuffled_batches(x, x), model)  # Batches of 4, 4, 3; then 4, 4, 2.
+    assert [len(features) for features, _ in batches] == [4, 4, 2]
+    single = _evenly_split(_shuffled_batches(x[:5], x[:5]).map(lambda features, labels: features), model)
+    assert [len(features) for features in single] == [4]  # The batch of 1 is cut to nothing, dropped.
+    texts = ["a", "bb", "ccc"]
+    np.testing.assert_array_equal(predict_evenly(model, texts, batch_size=3), [[1.0], [2.0], [3.0]])
+    assert model.calls == [(4, 4)]  # Padded with a copy of the last; the batch rounded up to 4.
+    assert predict_evenly(model, np.zeros((4, 2)), batch_size=2).shape == (4, 1)
+    assert model.calls[-1] == (4, 2)
+
+
+def test_one_iterator_repeats_only_datasets_of_known_size():
+    from applications.common.training import _one_iterator
+
+    x, y = _tiny_data()
+    dataset = _shuffled_batches(x, y)
+    repeated, steps = _one_iterator(dataset)
+    assert steps == 16  # 64 examples in batches of 4.
+    batches = [features.numpy() for features, _ in repeated.take(2 * steps)]
+    first, second = np.concatenate(batches[:steps]), np.concatenate(batches[steps:])
+    for epoch in (first, second):  # Each epoch is one whole pass...
+        np.testing.assert_array_equal(np.sort(epoch, axis=0), np.sort(x, axis=0))
+    assert not np.array_equal(first, second)  # ...reshuffled.
+    assert _one_iterator(dataset.repeat())[1] is None  # Infinite.
+    assert _one_iterator(dataset.filter(lambda features, labels: True))[1] is None  # Unknown size.
+    arrays = (x, y)
+    assert _one_iterator(arrays) == (arrays, None)
+    assert _one_iterator(None) == (None, None)
+
+
 # === Export and loading ===
 
 
