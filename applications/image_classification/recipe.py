@@ -58,8 +58,8 @@ RECIPES = {
     ),
     "fashion-mnist": dict(
         # 28x28 -> 49 patches of 4x4. Sized for 30 minutes on 2 CPU cores: the tiny ViT trains
-        # at about 1,200 images/s at batch 256 (45-51 s an epoch), but about half of the epochs
-        # stall 8-10 s when their pass over tf.data starts (see the docs); "small" is 4x slower.
+        # at about 1,200 images/s at batch 256 (45-51 s an epoch; 80 s on a slower day); "small"
+        # is 4x slower.
         # Measured, not yet the default: a convolutional stem (`stem_filters=(32, 64)`) scored
         # 89.9% on the validation images after 8 epochs of this schedule against 87.4% for
         # plain patches, but its full 28 epochs were not run to the end (62-85 s an epoch).
