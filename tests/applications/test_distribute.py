@@ -65,14 +65,21 @@ def _finish(process, timeout=120):
     assert process.returncode == 0, output[-3000:]
 
 
-def test_two_logical_devices_reach_the_one_device_loss(tmp_path):
-    _finish(_run(TWO_DEVICES, [*TRAIN, tmp_path]))
-    one, two = _losses(tmp_path / "none"), _losses(tmp_path / "auto")
+def _assert_two_devices_match_one(runs):
+    """The `auto` run in `runs` trained on two replicas and followed the `none` run."""
+    one, two = _losses(runs / "none"), _losses(runs / "auto")
     assert len(one) == len(two) == 2
     assert two == pytest.approx(one, rel=TOLERANCE)
     assert one[1] < one[0] - 0.05  # It learned: the comparison is not between two constants.
-    settings = json.loads((tmp_path / "auto" / "settings.json").read_text())
+    settings = json.loads((runs / "auto" / "settings.json").read_text())
     assert (settings["distribute"], settings["replicas"]) == ("mirrored", 2)
+    metrics = [json.loads((runs / mode / "metrics.json").read_text()) for mode in ("none", "auto")]
+    assert metrics[1]["test_accuracy"] == pytest.approx(metrics[0]["test_accuracy"], abs=1 / 359)
+
+
+def test_two_logical_devices_reach_the_one_device_loss(tmp_path):
+    _finish(_run(TWO_DEVICES, [*TRAIN, tmp_path]))
+    _assert_two_devices_match_one(tmp_path)
 
 
 def test_jax_data_parallel_on_two_devices_reaches_the_one_device_loss(tmp_path):
@@ -81,14 +88,7 @@ def test_jax_data_parallel_on_two_devices_reaches_the_one_device_loss(tmp_path):
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
     env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=flags)
     _finish(_run(JAX_BOTH_MODES, [*TRAIN, tmp_path], env))
-    one, two = _losses(tmp_path / "none"), _losses(tmp_path / "auto")
-    assert len(one) == len(two) == 2
-    assert two == pytest.approx(one, rel=TOLERANCE)
-    assert one[1] < one[0] - 0.05  # It learned: the comparison is not between two constants.
-    settings = json.loads((tmp_path / "auto" / "settings.json").read_text())
-    assert (settings["distribute"], settings["replicas"]) == ("mirrored", 2)
-    metrics = [json.loads((tmp_path / mode / "metrics.json").read_text()) for mode in ("none", "auto")]
-    assert metrics[1]["test_accuracy"] == pytest.approx(metrics[0]["test_accuracy"], abs=1 / 359)
+    _assert_two_devices_match_one(tmp_path)
 
 
 def _free_ports(count):
