@@ -73,8 +73,10 @@ def _assert_two_devices_match_one(runs):
     assert one[1] < one[0] - 0.05  # It learned: the comparison is not between two constants.
     settings = json.loads((runs / "auto" / "settings.json").read_text())
     assert (settings["distribute"], settings["replicas"]) == ("mirrored", 2)
+    # The test evaluation (359 images, padded to split evenly) too; its accuracy, near chance
+    # after two epochs, flips with the last digits of the weights, its loss does not.
     metrics = [json.loads((runs / mode / "metrics.json").read_text()) for mode in ("none", "auto")]
-    assert metrics[1]["test_accuracy"] == pytest.approx(metrics[0]["test_accuracy"], abs=1 / 359)
+    assert metrics[1]["test_loss"] == pytest.approx(metrics[0]["test_loss"], rel=TOLERANCE)
 
 
 def test_two_logical_devices_reach_the_one_device_loss(tmp_path):
