@@ -232,9 +232,11 @@ def _evenly_split(dataset, model):
 
 
 def replicas(model=None):
-    """How many devices share each batch: those of Keras's distribution in scope
-    (`keras.distribution.DataParallel` under JAX), else the replicas of the
-    model's `tf.distribute` strategy; 1 when training is not distributed."""
+    """How many devices share each batch of `model` (1 when it is not distributed).
+
+    The devices of Keras's distribution in scope (`keras.distribution.DataParallel`
+    under JAX), else the replicas of the model's `tf.distribute` strategy.
+    """
     distribution = keras.distribution.distribution()
     if distribution is not None:
         return int(distribution.device_mesh.devices.size)
