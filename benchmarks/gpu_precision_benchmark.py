@@ -97,7 +97,8 @@ def train_once(data, policy, size, patch_size, batch_size, epochs, max_examples=
     x_train, y_train = x_train[:max_examples], y_train[:max_examples]
     x_test, y_test = data.get("test")
     one_hot = np.eye(len(data.class_names), dtype="float32")
-    recipe = recipe_for("fashion-mnist", size=size, patch_size=patch_size, batch_size=batch_size, epochs=epochs, jit_compile=True)
+    recipe = recipe_for("fashion-mnist", size=size, patch_size=patch_size, batch_size=batch_size, epochs=epochs,
+                        jit_compile=True)
     model = build_vit(x_train.shape[1:], len(data.class_names), **recipe["model"])
     compile_for_training(model, recipe, math.ceil(len(x_train) / batch_size))
     timer = EpochTimes()
@@ -163,7 +164,8 @@ def write_results(results, machine, output):
         no_loss = bf16["test_accuracy"] >= f32["test_accuracy"] - 0.005
         met = "yes" if speedup >= SPEEDUP_TARGET and no_loss else "no"
         lines.append(
-            f"| {name} (ViT-{pair['size']} patch {pair['patch_size']}, batch {pair['batch_size']}) | {f32['parameters']:,} | "
+            f"| {name} (ViT-{pair['size']} patch {pair['patch_size']}, batch {pair['batch_size']}) | "
+            f"{f32['parameters']:,} | "
             f"{len(f32['epoch_seconds'])} | {f32['images_per_second']:,.0f} | {bf16['images_per_second']:,.0f} | "
             f"{speedup:.2f}x | {f32['test_accuracy']:.2%} | {bf16['test_accuracy']:.2%} | "
             f"{'yes' if f32['losses_finite'] and bf16['losses_finite'] else 'no'} | {met} |"

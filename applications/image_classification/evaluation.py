@@ -244,7 +244,7 @@ def predict(model, files, top_k=3, attention_dir=None, batch_size=32, quiet=Fals
     image_size, channels = model_geometry(model, settings)
     class_names = class_names_of(model, settings)
     images = np.stack([read_image_file(f, image_size, channels) for f in files])
-    probabilities = np.asarray(predict_evenly(model, images, batch_size), dtype="float64")
+    probabilities = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype="float64")
     if class_names is None:
         class_names = [str(i) for i in range(probabilities.shape[-1])]
     top_k = max(1, min(top_k, len(class_names)))

@@ -456,7 +456,7 @@ def predict(model, texts=(), file=None, attention=None, batch_size=None):
     )
     if not class_names:
         raise UserError(f"--model {model}: no class names found (settings.json is missing).")
-    probabilities = np.asarray(predict_evenly(classifier, list(texts), batch_size or 256))
+    probabilities = np.asarray(classifier.predict(texts, batch_size=batch_size or 256, verbose=0))
     predictions = []
     for text, row in zip(texts, probabilities):
         best = int(row.argmax())

@@ -24,24 +24,20 @@ TRAIN = ["train", "image-classification", "--data", "digits", "--max-examples", 
          "--batch-size", "64", "--quiet"]
 TOLERANCE = 0.01  # Relative; the one-device loss falls by about 0.15 over the two epochs.
 
-TWO_DEVICES = """
+BOTH_MODES = """
 import sys
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from applications import cli
 train, output = sys.argv[1:-1], sys.argv[-1]
 for mode in ("none", "auto"):
     assert cli.main([*train, "--output", f"{output}/{mode}", "--distribute", mode]) == 0
 """
 
-JAX_BOTH_MODES = """
-import sys
-from applications import cli
-train, output = sys.argv[1:-1], sys.argv[-1]
-for mode in ("none", "auto"):
-    assert cli.main([*train, "--output", f"{output}/{mode}", "--distribute", mode]) == 0
-"""
+# Two logical CPU devices, declared before TensorFlow's runtime starts.
+TWO_DEVICES = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+""" + BOTH_MODES
 
 WORKER = """
 import sys
@@ -89,7 +85,7 @@ def test_jax_data_parallel_on_two_devices_reaches_the_one_device_loss(tmp_path):
     # devices, which Keras's JAX trainer needs of every batch (see `_evenly_split`).
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
     env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=flags)
-    _finish(_run(JAX_BOTH_MODES, [*TRAIN, tmp_path], env))
+    _finish(_run(BOTH_MODES, [*TRAIN, tmp_path], env))
     _assert_two_devices_match_one(tmp_path)
 
 
