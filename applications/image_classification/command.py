@@ -78,6 +78,8 @@ def add_arguments(parser, verb):
         model.add_argument("--num-heads", type=int)
         model.add_argument("--intermediate-dim", type=int)
         model.add_argument("--dropout", type=_fraction)
+        model.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction,
+                           help="predict the mean over each image and its mirror image")
         training = parser.add_argument_group("training")
         training.add_argument("--learning-rate", type=_fraction, help="peak of the warmup-cosine schedule")
         training.add_argument("--warmup-epochs", type=int)
@@ -89,6 +91,8 @@ def add_arguments(parser, verb):
         augmentation.add_argument("--zoom", type=_fraction, help="random zoom in or out, a fraction")
         augmentation.add_argument("--flip", action=argparse.BooleanOptionalAction,
                                   help="random left-right flips")
+        augmentation.add_argument("--erase", type=_fraction, metavar="P",
+                                  help="random erasing: the probability of a noise rectangle per image")
         augmentation.add_argument("--rand-augment", action=argparse.BooleanOptionalAction, help="RandAugment")
         augmentation.add_argument("--mixup", type=_fraction, metavar="ALPHA", help="MixUp with this alpha")
         augmentation.add_argument("--cutmix", type=_fraction, metavar="FACTOR",
@@ -101,9 +105,10 @@ def add_arguments(parser, verb):
 
 
 _MODEL_FLAGS = ("size", "patch_size", "pooling", "stem_filters", "hidden_dim", "num_layers", "num_heads",
-                "intermediate_dim", "dropout")
+                "intermediate_dim", "dropout", "test_time_flip")
 _TRAINING_FLAGS = ("learning_rate", "warmup_epochs", "weight_decay", "label_smoothing",
-                   "translate", "rotate", "zoom", "flip", "rand_augment", "mixup", "cutmix")
+                   "translate", "rotate", "zoom", "flip", "erase", "rand_augment", "mixup",
+                   "cutmix")
 
 
 def run(verb, args):

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from applications.common import UserError, export_model, load_model, load_settings, model_path, predict_evenly
+from applications.image_classification.mirror_average import MirrorAverage
 from keras_attention.heads import ClassificationHead
 from keras_attention.layers import TransformerEncoder
 
@@ -75,7 +76,7 @@ def attention_scores(model, images):
     x = keras.ops.convert_to_tensor(np.asarray(images))
     scores = []
     for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
+        if isinstance(layer, (keras.layers.InputLayer, MirrorAverage)):  # The images as they are.
             continue
         if isinstance(layer, ClassificationHead):
             break

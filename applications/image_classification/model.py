@@ -6,6 +6,9 @@
     -> num_layers x TransformerEncoder (pre-norm) -> LayerNormalization
     -> ClassificationHead ("cls" or "mean" pooling, softmax) -> (B, num_classes)
 
+With `test_time_flip`, a `MirrorAverage` pair around the network averages, at
+inference, the probabilities of each image and of its mirror image.
+
 Every layer is a registered keras layer, so the model reloads from `.keras`
 with `safe_mode=True` and no `custom_objects`.
 """
@@ -13,6 +16,7 @@ with `safe_mode=True` and no `custom_objects`.
 import keras
 
 from applications.common import UserError
+from applications.image_classification.mirror_average import MirrorAverage
 from keras_attention.heads import ClassificationHead
 from keras_attention.layers import PatchEmbedding, TransformerEncoder
 
@@ -36,6 +40,7 @@ DEFAULTS = dict(
     stem_filters=(),  # Stride-2 3x3 convolutions before the patch projection (); none: plain patchify.
     dropout=0.0,  # In the encoder blocks (attention and feed-forward).
     head_dropout=0.0,  # Before the output projection.
+    test_time_flip=False,  # Predict the mean of each image's and its mirror image's probabilities.
     hidden_dim=None, num_layers=None, num_heads=None, intermediate_dim=None,  # None: the size's.
 )
 POOLINGS = ("cls", "mean")
@@ -78,7 +83,9 @@ def build_vit(image_shape, num_classes, **settings):
         **settings: any of `size` (`"micro"`, `"tiny"`, `"small"`, `"base"`;
             defaults to `"tiny"`), `image_size`, `patch_size`, `pooling`
             (`"cls"` or `"mean"`), `stem_filters` (a convolutional stem, see
-            `PatchEmbedding`), `dropout`, `head_dropout`, `hidden_dim`,
+            `PatchEmbedding`), `dropout`, `head_dropout`, `test_time_flip`
+            (average the predictions over each image and its mirror image at
+            inference, see `MirrorAverage`), `hidden_dim`,
             `num_layers`, `num_heads`, `intermediate_dim` (these four default to
             the size's).
 
@@ -135,6 +142,11 @@ def build_vit(image_shape, num_classes, **settings):
         name="head",
     )
 
+    if settings["test_time_flip"]:
+        mirror_split = MirrorAverage("split", name="mirror_split")
+        # Probabilities are averaged in float32 whatever the dtype policy.
+        mirror_merge = MirrorAverage("merge", name="mirror_merge", dtype="float32")
+
     # === Functional Model ===
     pixel_values = keras.Input(shape=(None, None, channels), dtype="uint8", name="pixel_values")
     x = rescaling(pixel_values)
@@ -142,11 +154,15 @@ def build_vit(image_shape, num_classes, **settings):
     # without `training` (`model(images)`, `model.export`) would pass on to the
     # dropout layers after it.
     x = resizing(x, training=False)  # [B, H, W, C]
+    if settings["test_time_flip"]:
+        x = mirror_split(x)  # [2B, H, W, C] at inference
     x = patch_embedding(x)  # [B, T, D]
     for encoder_layer in encoder_layers:
         x = encoder_layer(x)  # [B, T, D]
     x = final_norm(x)
     probabilities = head(x)  # [B, num_classes]
+    if settings["test_time_flip"]:
+        probabilities = mirror_merge(probabilities)  # [B, num_classes]
     model = keras.Model(pixel_values, probabilities, name="vit_classifier")
 
     # === Config ===

@@ -55,7 +55,8 @@ RECIPES = {
         jit_compile="auto",
         # Digits are not mirror-symmetric: shifts only.
         augmentation=dict(
-            translate=0.125, rotate=0.0, zoom=0.0, flip=False, rand_augment=False, mixup=0.0, cutmix=0.0
+            translate=0.125, rotate=0.0, zoom=0.0, flip=False, erase=0.0, rand_augment=False, mixup=0.0,
+            cutmix=0.0
         ),
     ),
     "fashion-mnist": dict(
@@ -65,8 +66,11 @@ RECIPES = {
         # for plain 4x4 patches, after the full 28 epochs 91.0% against 89.0% (test: 91.4%
         # against 89.2%). On the slow day of that run epochs took 80 s with and without it;
         # plain epochs took 45-51 s on faster days, which were not timed with the stem.
-        # `--stem-filters 0` trains on plain patches.
-        model=dict(size="tiny", patch_size=4, pooling="mean", dropout=0.0, stem_filters=(32, 64)),
+        # `--stem-filters 0` trains on plain patches. The prediction is the mean over each image
+        # and its mirror image (`test_time_flip`): on the validation images of that run, 91.8%
+        # against 91.0% (test: 92.0% against 91.4%), at twice the cost of a prediction only.
+        model=dict(size="tiny", patch_size=4, pooling="mean", dropout=0.0, stem_filters=(32, 64),
+                   test_time_flip=True),
         epochs=28,
         batch_size=256,
         learning_rate=3e-3,
@@ -84,7 +88,8 @@ RECIPES = {
         # machine shared with other jobs) and validation accuracy trailed (84.4% against 87.4%
         # at epoch 15).
         augmentation=dict(
-            translate=0.0, rotate=0.0, zoom=0.0, flip=True, rand_augment=False, mixup=0.0, cutmix=0.0
+            translate=0.0, rotate=0.0, zoom=0.0, flip=True, erase=0.0, rand_augment=False, mixup=0.0,
+            cutmix=0.0
         ),
     ),
     "default": dict(
@@ -98,7 +103,8 @@ RECIPES = {
         ema_momentum=0.0,  # Weight averaging (0: off).
         jit_compile="auto",
         augmentation=dict(
-            translate=0.1, rotate=0.0, zoom=0.0, flip=True, rand_augment=False, mixup=0.0, cutmix=0.0
+            translate=0.1, rotate=0.0, zoom=0.0, flip=True, erase=0.0, rand_augment=False, mixup=0.0,
+            cutmix=0.0
         ),
     ),
 }
@@ -171,6 +177,12 @@ def augmenter(settings, seed):
         layers.append(keras.layers.RandomZoom(settings["zoom"], fill_mode="constant", seed=seed + 7))
     if settings.get("flip"):
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 2))
+    if settings.get("erase"):
+        # Random erasing (Zhong et al. 2020): with this probability, a rectangle of 2-33% of
+        # the image is filled with noise.
+        probability = settings["erase"]
+        layers.append(keras.layers.RandomErasing(factor=(probability, probability), value_range=(0, 255),
+                                                 seed=seed + 8))
     if settings.get("rand_augment"):
         layers.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.5, seed=seed + 3))
     mixers = []
@@ -273,7 +285,7 @@ def train(
             Defaults to None: every weight trains.
         **overrides: recipe entries (`learning_rate`, `warmup_epochs`, ...),
             model settings (`size`, `patch_size`, `pooling`, ...) and
-            augmentation settings (`translate`, `flip`, `rand_augment`,
+            augmentation settings (`translate`, `flip`, `erase`, `rand_augment`,
             `mixup`, `cutmix`).
 
     Returns:
@@ -309,7 +321,8 @@ def train(
         else:
             model = initial_model
             if initial_class_names != class_names:
-                model = with_new_head(initial_model, num_classes)
+                after = [layer.name for layer in initial_model.layers if layer.name == "mirror_merge"]
+                model = with_new_head(initial_model, num_classes, after=after)
             factor = FINETUNE_LEARNING_RATE_FACTOR
         if finetuning is not None:
             finetuning.prepare(model, head=("head",))

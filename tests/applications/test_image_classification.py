@@ -216,6 +216,56 @@ def test_vit_with_a_convolutional_stem_keeps_the_patch_grid(tmp_path):
     assert attention_rollout(reloaded, images).shape == (2, 4, 4)  # 16 / 4: the grid of a plain patch 4.
 
 
+def test_test_time_flip_predicts_the_mean_over_each_image_and_its_mirror(tmp_path):
+    from applications.common import with_new_head
+
+    model = build_vit((8, 8, 1), num_classes=3, size="micro", patch_size=2, pooling="mean", test_time_flip=True)
+    plain = build_vit((8, 8, 1), num_classes=3, size="micro", patch_size=2, pooling="mean")
+    plain.set_weights(model.get_weights())  # The mirror layers have no weights.
+    images = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 1)).astype("uint8")
+    mirrored = images[:, :, ::-1]
+    expected = (plain.predict(images, verbose=0) + plain.predict(mirrored, verbose=0)) / 2
+    probabilities = model.predict(images, verbose=0)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+    np.testing.assert_allclose(model.predict(mirrored, verbose=0), probabilities, atol=1e-6)
+    assert not np.allclose(probabilities, plain.predict(images, verbose=0), atol=1e-3)
+    # Training sees each image once, as it is.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images, training=True)),
+                               keras.ops.convert_to_numpy(plain(images, training=True)), atol=1e-6)
+    model.save(tmp_path / "vit.keras")
+    reloaded = keras.saving.load_model(tmp_path / "vit.keras", safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), probabilities, atol=1e-6)
+    assert attention_rollout(reloaded, images).shape == (3, 4, 4)  # Of the images as they are.
+    renewed = with_new_head(reloaded, 5, after=("mirror_merge",))
+    assert renewed.predict(images, verbose=0).shape == (3, 5)
+    np.testing.assert_allclose(renewed.predict(mirrored, verbose=0), renewed.predict(images, verbose=0),
+                               atol=1e-6)
+
+
+def test_mirror_average_stages():
+    from applications.image_classification.mirror_average import MirrorAverage
+
+    with pytest.raises(ValueError, match="Unknown stage: 'both'"):
+        MirrorAverage("both")
+    layer = MirrorAverage("merge", name="mirror_merge")
+    assert MirrorAverage.from_config(layer.get_config()).get_config() == layer.get_config()
+    outputs = keras.ops.convert_to_numpy(layer(np.array([[0.2, 0.8], [0.6, 0.4]]), training=False))
+    np.testing.assert_allclose(outputs, [[0.4, 0.6]])  # Each example with its mirror, by hand.
+    assert keras.ops.convert_to_numpy(layer(np.ones((2, 2)), training=True)).shape == (2, 2)
+
+
+def test_random_erasing_fills_a_rectangle_of_some_images():
+    from applications.image_classification.recipe import augmenter
+
+    images = np.full((64, 28, 28, 1), 128, "uint8")
+    labels = np.eye(2, dtype="float32")[np.arange(64) % 2]
+    erased, same_labels = augmenter({"erase": 0.5}, seed=0)(images, labels)
+    changed = (np.asarray(erased) != 128).reshape(64, -1).mean(axis=1)
+    assert 16 <= np.count_nonzero(changed) <= 48  # About half of the images...
+    assert changed.max() <= 0.34  # ...each in a rectangle of at most a third of it.
+    np.testing.assert_array_equal(same_labels, labels)
+
+
 def test_stem_filters_from_the_command_line(tmp_path, capsys):
     output = tmp_path / "run"
     code = cli.main(["train", "image-classification", "--epochs", "1", "--size", "micro", "--patch-size", "4",
