@@ -242,6 +242,19 @@ def test_test_time_flip_predicts_the_mean_over_each_image_and_its_mirror(tmp_pat
                                atol=1e-6)
 
 
+def test_a_saved_vit_reloads_in_a_new_process_once_the_model_module_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    model = build_vit((8, 8, 1), num_classes=3, size="micro", patch_size=4, stem_filters=(4,), test_time_flip=True)
+    model.save(tmp_path / "vit.keras")
+    script = ("import keras, applications.image_classification.model; "
+              f"print(keras.saving.load_model({str(tmp_path / 'vit.keras')!r}, safe_mode=True).output_shape)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("(None, 3)")
+
+
 def test_mirror_average_stages():
     from applications.image_classification.mirror_average import MirrorAverage
 
