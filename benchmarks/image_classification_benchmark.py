@@ -74,8 +74,10 @@ def table_row(result):
         note += f", {result['max_examples']} training examples"
     augmentation = ", ".join(f"{k} {v}" for k, v in recipe["augmentation"].items() if v) or "none"
     stem = f" (convolutional stem {'-'.join(map(str, model['stem_filters']))})" if model["stem_filters"] else ""
+    mirror = ", test-time flip" if model.get("test_time_flip") else ""
     return (
-        f"| {result['data']} | ViT-{model['size']} patch {model['patch_size']}{stem}, {model['pooling']} pooling, "
+        f"| {result['data']} | ViT-{model['size']} patch {model['patch_size']}{stem}, {model['pooling']} pooling"
+        f"{mirror}, "
         f"{recipe['epochs']} epochs, batch {recipe['batch_size']}, augmentation: {augmentation} | "
         f"{accuracy:.2%} | "
         f"{result['wall'] / 60:.1f} min | {result['cpu'] / 60:.1f} min | {result['load']:.1f} | {note} | "

@@ -4,9 +4,10 @@ Results of the default recipes on a 2-core x86-64 CPU
 (`benchmarks/results/image_classification.md` has the latest measurements):
 - `digits`: 98.3% on the held-out fifth (target 98%) in 2.7 minutes of wall
   time on an idle machine (seed 0; seed 1 gave 97.8%).
-- `fashion-mnist`: 91.4% on the official test set in 34 minutes on a slow
-  day (target 92.5% in 30 minutes: not met; the ViT overfits from about
-  epoch 18: 97.9% training accuracy at the end)."""
+- `fashion-mnist`: 92.7% on the official test set (target 92.5%: met) in
+  28 epochs of 62-83 s on this machine, 34-39 minutes (target 30 minutes:
+  not met on the days measured; the run itself took 81 minutes beside two
+  other trainings)."""
 
 import math
 import platform
@@ -86,9 +87,11 @@ RECIPES = {
         # from about epoch 18 (epoch 28: 95.4% training, 89.0% validation accuracy). Shifts of
         # up to 10% did not pay in this budget: epochs were slower (82 against 58 s, on a
         # machine shared with other jobs) and validation accuracy trailed (84.4% against 87.4%
-        # at epoch 15).
+        # at epoch 15). Random erasing (`erase`, half of the images) against that overfitting,
+        # chosen on the validation images (seed 0, with the test-time flip): 92.7% against 91.8%
+        # after 28 epochs (training accuracy 94.3% against 97.9%); test 92.7%.
         augmentation=dict(
-            translate=0.0, rotate=0.0, zoom=0.0, flip=True, erase=0.0, rand_augment=False, mixup=0.0,
+            translate=0.0, rotate=0.0, zoom=0.0, flip=True, erase=0.5, rand_augment=False, mixup=0.0,
             cutmix=0.0
         ),
     ),
