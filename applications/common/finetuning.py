@@ -149,21 +149,21 @@ def block_groups(model, head):
     return groups
 
 
-def with_new_head(model, num_classes, head="head", features="final_norm", after=()):
+def with_new_head(model, num_classes, head="head", features="final_norm"):
     """`model` with its classification head replaced by a fresh one for `num_classes` classes.
 
     The new head is built from the old one's config (pooling, dropout,
     activation, dtype and name kept), on the output of the layer `features`;
-    the layers named in `after` (weightless layers that followed the old head,
+    the layers that followed the old head up to the output (weightless ones,
     such as the image classifier's `mirror_merge`) follow it, in that order.
     `model` is one loaded from disk, so that layer has a single call and its
     `.output` is what the old head read.
     """
-    config = {**model.get_layer(head).get_config(), "num_classes": num_classes}
-    new_head = model.get_layer(head).__class__.from_config(config)
+    old_head = model.get_layer(head)
+    new_head = old_head.__class__.from_config({**old_head.get_config(), "num_classes": num_classes})
     outputs = new_head(model.get_layer(features).output)
-    for name in after:
-        outputs = model.get_layer(name)(outputs)
+    for layer in model.layers[model.layers.index(old_head) + 1:]:
+        outputs = layer(outputs)
     return keras.Model(model.inputs, outputs, name=model.name)
 
 

@@ -324,8 +324,7 @@ def train(
         else:
             model = initial_model
             if initial_class_names != class_names:
-                after = [layer.name for layer in initial_model.layers if layer.name == "mirror_merge"]
-                model = with_new_head(initial_model, num_classes, after=after)
+                model = with_new_head(initial_model, num_classes)
             factor = FINETUNE_LEARNING_RATE_FACTOR
         if finetuning is not None:
             finetuning.prepare(model, head=("head",))

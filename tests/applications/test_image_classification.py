@@ -236,7 +236,8 @@ def test_test_time_flip_predicts_the_mean_over_each_image_and_its_mirror(tmp_pat
     reloaded = keras.saving.load_model(tmp_path / "vit.keras", safe_mode=True)
     np.testing.assert_allclose(reloaded.predict(images, verbose=0), probabilities, atol=1e-6)
     assert attention_rollout(reloaded, images).shape == (3, 4, 4)  # Of the images as they are.
-    renewed = with_new_head(reloaded, 5, after=("mirror_merge",))
+    renewed = with_new_head(reloaded, 5)
+    assert renewed.layers[-1] is reloaded.get_layer("mirror_merge")
     assert renewed.predict(images, verbose=0).shape == (3, 5)
     np.testing.assert_allclose(renewed.predict(mirrored, verbose=0), renewed.predict(images, verbose=0),
                                atol=1e-6)
