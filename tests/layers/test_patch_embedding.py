@@ -31,6 +31,18 @@ def test_layer_with_a_convolutional_stem():
     )
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow graph property")
+def test_number_of_patches_stays_static_under_a_dynamic_batch_size():
+    """In a traced step with an unknown batch size the tokens are still (B, P, D) with P known,
+    which keeps the attention layers after it on keras's matmul path."""
+    import tensorflow as tf
+
+    layer = PatchEmbedding(4, 6, use_class_token=True, stem_filters=(3,))
+    layer.build((None, 8, 12, 1))
+    function = tf.function(layer, input_signature=[tf.TensorSpec((None, 8, 12, 1), "float32")])
+    assert function.get_concrete_function().structured_outputs.shape.as_list() == [None, 7, 6]
+
+
 @pytest.mark.parametrize("training", [False, True])
 def test_convolutional_stem_equals_keras_layers(training):
     """Stem, projection and positions against the same keras layers with the same weights."""

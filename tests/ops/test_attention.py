@@ -326,6 +326,21 @@ def test_return_attention_scores():
     np.testing.assert_allclose(to_numpy(output), expected, atol=1e-5)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow graph property")
+def test_plain_path_uses_matmuls_under_a_dynamic_batch_size():
+    """With the batch size unknown (a traced `fit` step), static T and S keep every einsum on
+    keras's TensorFlow matmul path; an unknown S sends them to tf.einsum (slower on a CPU)."""
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec(shape, "float32") for shape in [(None, 5, 4, 8), (None, 7, 2, 8), (None, 7, 2, 8)]]
+    function = tf.function(lambda q, k, v: dot_product_attention(q, k, v, implementation="plain"),
+                           input_signature=specs)
+    graph = function.get_concrete_function().graph
+    op_types = {op.type for op in graph.get_operations()}
+    assert "Einsum" not in op_types and "BatchMatMulV2" in op_types
+    assert graph.outputs[0].shape.as_list() == [None, 5, 4, 8]
+
+
 def test_automatic_implementation(monkeypatch):
     calls = []
     blocked = attention_module.blocked_dot_product_attention
