@@ -46,7 +46,9 @@ class LanguageModelHead(keras.layers.Layer):
         **kwargs: base layer arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: tensor `(..., D)`, e.g. `(B, T, D)`.
+        inputs: tensor `(..., D)`, e.g. `(B, T, D)`. A Keras mask on it (from
+            an embedding with `mask_zero=True`) passes on to the logits, so a
+            compiled loss leaves the padded positions out.
 
     Returns:
         The logits `(..., V)`, in the compute dtype of `head_dtype`.
@@ -105,6 +107,8 @@ class LanguageModelHead(keras.layers.Layer):
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.head_dtype = head_dtype
+        # Per position, like `Dense`: a padding mask passes through to the loss.
+        self.supports_masking = True
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]

@@ -104,6 +104,23 @@ def test_training_updates_the_shared_matrix_through_both_ends():
     )
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_padding_mask_reaches_the_loss(tied):
+    """Behind `Embedding(mask_zero=True)`, the compiled loss is the mean over the real tokens only."""
+    embedding = keras.layers.Embedding(7, 4, mask_zero=True)
+    token_ids = keras.Input((3,), dtype="int32")
+    logits = LanguageModelHead(7, embedding=embedding if tied else None)(embedding(token_ids))
+    model = keras.Model(token_ids, logits)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    labels = np.array([[2, 4, 6], [5, 1, 3]])
+    loss = model.evaluate(TOKEN_IDS, labels, verbose=0)
+
+    log_probs = numpy(ops.log_softmax(model.predict(TOKEN_IDS, verbose=0), axis=-1))
+    token_losses = -np.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(loss, token_losses[TOKEN_IDS != 0].mean(), rtol=1e-5)
+    assert not np.isclose(loss, token_losses.mean(), rtol=1e-3)  # The padded position counts otherwise.
+
+
 def test_float32_logits_under_mixed_precision():
     keras.config.set_dtype_policy("mixed_bfloat16")
     embedding = keras.layers.Embedding(7, 4)
