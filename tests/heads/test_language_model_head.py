@@ -111,6 +111,7 @@ def test_padding_mask_reaches_the_loss(tied):
     token_ids = keras.Input((3,), dtype="int32")
     logits = LanguageModelHead(7, embedding=embedding if tied else None)(embedding(token_ids))
     model = keras.Model(token_ids, logits)
+    embedding.embeddings.assign(RNG.normal(size=(7, 4)))  # Losses far apart from token to token.
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     labels = np.array([[2, 4, 6], [5, 1, 3]])
     loss = model.evaluate(TOKEN_IDS, labels, verbose=0)
@@ -118,7 +119,7 @@ def test_padding_mask_reaches_the_loss(tied):
     log_probs = numpy(ops.log_softmax(model.predict(TOKEN_IDS, verbose=0), axis=-1))
     token_losses = -np.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
     np.testing.assert_allclose(loss, token_losses[TOKEN_IDS != 0].mean(), rtol=1e-5)
-    assert not np.isclose(loss, token_losses.mean(), rtol=1e-3)  # The padded position counts otherwise.
+    assert not np.isclose(loss, token_losses.mean(), rtol=1e-2)  # The padded position counts otherwise.
 
 
 def test_float32_logits_under_mixed_precision():
