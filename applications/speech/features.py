@@ -184,29 +184,6 @@ def add_noise(waveforms, lengths, probability, snr_db):
     return waveforms + tf.where(real, noise, 0.0)
 
 
-def frequency_warp(features, low, high, sample_rate):
-    """Vocal tract length perturbation (Jaitly & Hinton 2013) of log-mel frames.
-
-    Each clip's frequency axis is scaled by a factor `a` drawn from `[low, high]`:
-    band `b` takes the value the clip had at `f_b / a` (linear interpolation between
-    bands, clamped to the first and last band), so every formant moves by `a` while
-    the tempo stays, unlike `speed_perturb`. The bands are the HTK mel bands from
-    20 Hz to `sample_rate / 2` of `AudioFeatureEmbedding`.
-    """
-    batch, bins = tf.shape(features)[0], features.shape[-1]
-    factors = tf.random.uniform((batch, 1), low, high)
-    to_mel = lambda hertz: 2595.0 * tf.math.log(1.0 + hertz / 700.0) / tf.math.log(10.0)
-    lowest, highest = to_mel(20.0), to_mel(sample_rate / 2.0)
-    step = (highest - lowest) / (bins + 1)
-    centres = 700.0 * (tf.pow(10.0, (lowest + step * tf.range(1, bins + 1, dtype=tf.float32)) / 2595.0) - 1.0)
-    source = (to_mel(centres[None, :] / factors) - lowest) / step - 1.0  # [B, bins], fractional band
-    source = tf.clip_by_value(source, 0.0, bins - 1.0)
-    left = tf.minimum(tf.cast(tf.floor(source), tf.int32), bins - 2)
-    weight = (source - tf.cast(left, tf.float32))[:, None, :]  # [B, 1, bins]
-    gather = lambda index: tf.gather(features, index, axis=2, batch_dims=1)  # [B, frames, bins]
-    return gather(left) * (1.0 - weight) + gather(left + 1) * weight
-
-
 def spec_augment(features, mask, time_masks, time_mask_frames, frequency_masks, frequency_mask_bins):
     """Mask random spans of frames and of mel bins with the clip's mean value."""
     batch, frames, bins = tf.shape(features)[0], tf.shape(features)[1], tf.shape(features)[2]

@@ -64,8 +64,6 @@ NOISE_PROBABILITY = 0.8  # Share of clips that get white noise...
 NOISE_SNR_DB = (5.0, 40.0)  # ...at a signal-to-noise ratio drawn from this range.
 TIME_MASKS, TIME_MASK_FRAMES = 2, 8  # SpecAugment: up to 2 masks of up to 8 frames (100 ms)...
 FREQUENCY_MASKS, FREQUENCY_MASK_BINS = 2, 5  # ...and up to 2 masks of up to 5 mel bands.
-FREQUENCY_WARP = (1.0, 1.0)  # Vocal tract length perturbation factor range ((1, 1): off).
-EMA_MOMENTUM = 0.0  # Weight averaging, the average replacing the weights after training (0: off).
 FINETUNE_EPOCHS = 15  # finetune: fewer passes...
 FINETUNE_LEARNING_RATE = 5e-4  # ...at a lower peak rate.
 VALIDATION_FRACTION = 0.1  # Of each class, for data with no split of its own.
@@ -114,8 +112,6 @@ def make_dataset(waveforms, labels, config, training, seed=0):
             batch = features.time_shift(batch, max_shift)
             batch = features.add_noise(batch, lengths, config["noise_probability"], config["noise_snr_db"])
         frames, mask = log_mel.features(batch, lengths)
-        if training and tuple(config["frequency_warp"]) != (1.0, 1.0):
-            frames = features.frequency_warp(frames, *config["frequency_warp"], config["sample_rate"])
         if training:
             frames = features.spec_augment(frames, mask, config["time_masks"], config["time_mask_frames"],
                                            config["frequency_masks"], config["frequency_mask_bins"])
@@ -181,9 +177,7 @@ def training_model_of(serving):
 
 def compile_model(model, steps, config, finetuning=None):
     schedule = common_training.warmup_cosine(config["learning_rate"], steps, int(steps * config["warmup_fraction"]))
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], clipnorm=1.0,
-                                       use_ema=bool(config["ema_momentum"]),
-                                       ema_momentum=config["ema_momentum"] or 0.99)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], clipnorm=1.0)
     model.compile(
         optimizer=finetuning.optimizer(optimizer) if finetuning else optimizer,
         loss=SparseSmoothedCrossEntropy(config["label_smoothing"]),

@@ -119,23 +119,6 @@ def test_speed_perturbation_resamples_about_the_centre():
     np.testing.assert_allclose(np.diff(slower[1:-1]), 0.8, rtol=1e-4)
 
 
-def test_frequency_warp_moves_a_tone_by_the_factor_and_keeps_the_tempo():
-    log_mel = features.LogMel(8000, 200, 100, 40, 9.0)
-    t = np.arange(8000) / 8000
-    tone = lambda hertz: (np.sin(2 * np.pi * hertz * t) * (t < 0.5)).astype("float32")[None]
-    frames, _ = log_mel.features(tone(1000.0), [8000])
-    np.testing.assert_allclose(features.frequency_warp(frames, 1.0, 1.0, 8000), frames, atol=1e-4)
-    warped = features.frequency_warp(frames, 1.25, 1.25, 8000).numpy()[0]
-    higher, _ = log_mel.features(tone(1250.0), [8000])
-    # The warped 1 kHz tone peaks in the band of a real 1.25 kHz tone, over the same frames.
-    assert warped[20].argmax() == higher.numpy()[0, 20].argmax() != frames.numpy()[0, 20].argmax()
-    np.testing.assert_array_equal(warped.max(axis=1) > -5.0, frames.numpy()[0].max(axis=1) > -5.0)
-    # A factor below 1 lowers it; bands past the top of the range repeat the top band.
-    lower = features.frequency_warp(frames, 0.8, 0.8, 8000).numpy()[0]
-    assert lower[20].argmax() < frames.numpy()[0, 20].argmax()
-    np.testing.assert_allclose(lower[:, -3:], np.repeat(frames.numpy()[0, :, -1:], 3, axis=1), atol=1e-4)
-
-
 def test_speed_perturbation_of_padded_clips_keeps_each_clip_whole():
     clips = np.zeros((2, 100), "float32")  # Clips of 100 and 60 samples; sample i holds i + 1.
     clips[0], clips[1, :60] = np.arange(1, 101), np.arange(1, 61)
