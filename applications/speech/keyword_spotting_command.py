@@ -3,6 +3,7 @@
     keras-attention train keyword-spotting                        # FSDD, official split
     keras-attention train keyword-spotting --holdout-speaker lucas --output runs/kws-lucas
     keras-attention train keyword-spotting --data path/to/class_folders
+    keras-attention train keyword-spotting --holdout-speaker lucas --extra-data synthetic_digits/
     keras-attention evaluate keyword-spotting --model runs/kws --data fsdd --split test
     keras-attention predict keyword-spotting --model runs/kws clip.wav --attention pictures/
     keras-attention export keyword-spotting --model runs/kws
@@ -12,6 +13,8 @@ The protocol is in `applications.common`'s docstring; the recipe is
 """
 
 from pathlib import Path
+
+import numpy as np
 
 DESCRIPTION = "Keyword-Transformer classifier of spoken words (FSDD, Speech Commands, class folders of WAV files)"
 ATTENTION_FILE = "attention.png"
@@ -23,6 +26,13 @@ def add_arguments(parser, verb):
             "--holdout-speaker", metavar="NAME",
             help="FSDD: test on all recordings of this speaker and train on the others "
             "(default: the official split, recordings 0-4 of every speaker are the test set)",
+        )
+    if verb in ("train", "finetune"):
+        parser.add_argument(
+            "--extra-data", metavar="DIR",
+            help="more training clips, none of them tested on: a folder of class folders of WAV files "
+            "(or FSDD) whose labels are among the data's, such as speech synthesized with "
+            "`keras-attention synthesize --class-folders`",
         )
     if verb == "predict":
         parser.add_argument("files", nargs="+", metavar="WAV", help="WAV files (or folders of them) to classify")
@@ -66,6 +76,10 @@ def _train(args):
     train_waveforms, train_clips = recipe.load_split(path, "train", config, args.holdout_speaker, args.seed)
     test_waveforms, test_clips = recipe.load_split(path, "test", config, args.holdout_speaker, args.seed)
     labels = sorted({clip.label for clip in train_clips})
+    extra_clips = []
+    if args.extra_data:
+        extra_waveforms, extra_clips = _extra_clips(args.extra_data, labels, config, recipe)
+        train_waveforms, train_clips = np.concatenate([train_waveforms, extra_waveforms]), train_clips + extra_clips
     if class_names is None:
         class_names = labels
     elif not set(labels) <= set(class_names):
@@ -81,7 +95,8 @@ def _train(args):
     epochs = args.epochs or config["epochs"]
     train_labels = _class_indices(train_clips, class_names)
     test_labels = _class_indices(test_clips, class_names)
-    print(f"Keyword spotting on {path}: {len(train_clips)} training and {len(test_clips)} test clips, "
+    print(f"Keyword spotting on {path}: {len(train_clips)} training ({len(extra_clips)} from --extra-data) "
+          f"and {len(test_clips)} test clips, "
           f"{len(class_names)} classes" + (f", speaker {args.holdout_speaker} held out." if args.holdout_speaker else "."))
 
     tuning = FineTuning.from_args(args) if args.verb == "finetune" else None
@@ -101,7 +116,8 @@ def _train(args):
         results.update(tuning.metrics if tuning else {})
         (tuning.export(serving_model) if tuning else serving_model).save(run.file(run_folder.MODEL_FILE))
         record = {**config, "epochs": epochs, "class_names": class_names, "data": str(path),
-                  "holdout_speaker": args.holdout_speaker, "seed": args.seed,
+                  "holdout_speaker": args.holdout_speaker, "extra_data": args.extra_data,
+                  "extra_clips": len(extra_clips), "seed": args.seed,
                   **runtime_settings()}
         run_folder.write_json(run.file(run_folder.SETTINGS_FILE), record)
         run_folder.write_json(run.file(run_folder.METRICS_FILE), results)
@@ -109,6 +125,23 @@ def _train(args):
                               f"{Path(test_clips[0].path).name}: label {test_clips[0].label}", config)
     print(f"Wrote {run.path}")
     return results
+
+
+def _extra_clips(folder, labels, config, recipe):
+    """`(waveforms, clips)` of every clip in `--extra-data`, checked against the data's labels."""
+    from applications.common.errors import UserError
+    from applications.speech import data
+
+    if not Path(folder).is_dir():
+        raise UserError(f"--extra-data {folder}: no such folder; expected a folder of class folders of WAV files.")
+    clips = data.keyword_clips(folder)
+    unknown = sorted({clip.label for clip in clips} - set(labels))
+    if unknown:
+        raise UserError(
+            f"--extra-data {folder}: labels {', '.join(unknown)} are not among the data's "
+            f"({', '.join(labels)}); name its class folders after the data's labels."
+        )
+    return data.load_clips(clips, config["sample_rate"], recipe.clip_samples(config), config["max_read_seconds"]), clips
 
 
 def _evaluate(args):

@@ -171,6 +171,33 @@ def test_keyword_spotting_finetunes_a_synthetic_speech_model_on_new_labels(speec
     assert moved < 0.5 * np.abs(fresh.get_layer("encoder_0").get_weights()[0] - start).mean()
 
 
+@needs_espeak
+def test_keyword_spotting_trains_on_extra_synthetic_clips(speech_cli, fsdd_subset, tmp_path, capsys):
+    """`--extra-data`: espeak-ng digits in class folders named as FSDD's labels join the training split only."""
+    digits = tmp_path / "digits.txt"
+    digits.write_text("0\n1\n2\n")
+    synthetic = tmp_path / "synthetic"
+    assert synthesize_command.main(["--text", str(digits), "--class-folders", "--copies", "4",
+                                    "--output", str(synthetic)]) == 0
+    run = tmp_path / "run"
+    assert speech_cli(["train", "keyword-spotting", "--data", str(fsdd_subset), "--extra-data", str(synthetic),
+                       "--output", str(run), "--epochs", "1", "--quiet"]) == 0
+    # 2 speakers x 3 digits x recordings 5-49, and 3 x 4 synthetic clips; the test split is unchanged.
+    assert "282 training (12 from --extra-data) and 30 test clips" in capsys.readouterr().out
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["extra_clips"] == 12 and settings["class_names"] == ["0", "1", "2"]
+    assert json.loads((run / "metrics.json").read_text())["test_examples"] == 30
+
+    (synthetic / "2").rename(synthetic / "two")
+    failed = tmp_path / "failed"
+    assert speech_cli(["train", "keyword-spotting", "--data", str(fsdd_subset), "--extra-data", str(synthetic),
+                       "--output", str(failed), "--epochs", "1", "--quiet"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"keras-attention: error: --extra-data {synthetic}: labels two are not among the data's "
+                     "(0, 1, 2); name its class folders after the data's labels."]
+    assert not failed.exists()
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
