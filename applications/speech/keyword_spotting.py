@@ -23,6 +23,7 @@ clips (`--extra-data`, more voices than FSDD's few speakers), 92.2% on lucas (93
 """
 
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -94,6 +95,24 @@ def load_split(path, split, config, holdout_speaker=None, seed=0):
         raise UserError(f"{path}: the {split!r} split holds no clips.")
     waveforms = data.load_clips(clips, config["sample_rate"], clip_samples(config), config["max_read_seconds"])
     return waveforms, clips
+
+
+def load_extra(path, labels, config):
+    """`(waveforms, clips)` of every clip of another keyword folder (`--extra-data`).
+
+    They only ever join the training split, so they must name no label the
+    training data lacks (`labels`).
+    """
+    if not Path(path).is_dir():
+        raise UserError(f"--extra-data {path}: no such folder; expected a folder of class folders of WAV files.")
+    clips = data.keyword_clips(path)
+    unknown = sorted({clip.label for clip in clips} - set(labels))
+    if unknown:
+        raise UserError(
+            f"--extra-data {path}: labels {', '.join(unknown)} are not among the data's "
+            f"({', '.join(labels)}); name its class folders after the data's labels."
+        )
+    return data.load_clips(clips, config["sample_rate"], clip_samples(config), config["max_read_seconds"]), clips
 
 
 def make_dataset(waveforms, labels, config, training, seed=0):

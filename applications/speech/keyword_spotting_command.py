@@ -14,8 +14,6 @@ The protocol is in `applications.common`'s docstring; the recipe is
 
 from pathlib import Path
 
-import numpy as np
-
 DESCRIPTION = "Keyword-Transformer classifier of spoken words (FSDD, Speech Commands, class folders of WAV files)"
 ATTENTION_FILE = "attention.png"
 
@@ -59,6 +57,8 @@ def _class_indices(clips, class_names):
 
 
 def _train(args):
+    import numpy as np
+
     from applications.common import data as common_data
     from applications.common import FineTuning, run_folder, runtime_settings, serving, training, with_new_head
     from applications.speech import data, keyword_spotting as recipe
@@ -78,7 +78,7 @@ def _train(args):
     labels = sorted({clip.label for clip in train_clips})
     extra_clips = []
     if args.extra_data:
-        extra_waveforms, extra_clips = _extra_clips(args.extra_data, labels, config, recipe)
+        extra_waveforms, extra_clips = recipe.load_extra(args.extra_data, labels, config)
         train_waveforms, train_clips = np.concatenate([train_waveforms, extra_waveforms]), train_clips + extra_clips
     if class_names is None:
         class_names = labels
@@ -125,23 +125,6 @@ def _train(args):
                               f"{Path(test_clips[0].path).name}: label {test_clips[0].label}", config)
     print(f"Wrote {run.path}")
     return results
-
-
-def _extra_clips(folder, labels, config, recipe):
-    """`(waveforms, clips)` of every clip in `--extra-data`, checked against the data's labels."""
-    from applications.common.errors import UserError
-    from applications.speech import data
-
-    if not Path(folder).is_dir():
-        raise UserError(f"--extra-data {folder}: no such folder; expected a folder of class folders of WAV files.")
-    clips = data.keyword_clips(folder)
-    unknown = sorted({clip.label for clip in clips} - set(labels))
-    if unknown:
-        raise UserError(
-            f"--extra-data {folder}: labels {', '.join(unknown)} are not among the data's "
-            f"({', '.join(labels)}); name its class folders after the data's labels."
-        )
-    return data.load_clips(clips, config["sample_rate"], recipe.clip_samples(config), config["max_read_seconds"]), clips
 
 
 def _evaluate(args):

@@ -196,6 +196,11 @@ def test_keyword_spotting_trains_on_extra_synthetic_clips(speech_cli, fsdd_subse
     assert error == [f"keras-attention: error: --extra-data {synthetic}: labels two are not among the data's "
                      "(0, 1, 2); name its class folders after the data's labels."]
     assert not failed.exists()
+    missing = tmp_path / "missing"
+    assert speech_cli(["train", "keyword-spotting", "--data", str(fsdd_subset), "--extra-data", str(missing),
+                       "--output", str(failed), "--epochs", "1", "--quiet"]) == 1
+    assert f"--extra-data {missing}: no such folder" in capsys.readouterr().err
+    assert not failed.exists()
 
 
 @pytest.fixture(scope="module")
