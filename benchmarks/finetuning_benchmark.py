@@ -11,8 +11,10 @@ of the parameters.
 
 Steps, each exactly what the command line runs:
 1. `keras-attention pretrain text --corpus` the English sides of Multi30k (train and val, 30,014
-   image captions) and the SST-2 training sentences without their labels (6,920), with the
-   pretraining recipe's settings (`applications/text_classification/pretraining.py`).
+   image captions) and of Tatoeba's spa-eng pairs (102,904 distinct sentences; added on
+   2026-11-30: captions alone did not help) and the SST-2 training sentences without their
+   labels (6,920), with the pretraining recipe's settings
+   (`applications/text_classification/pretraining.py`).
 2. For each seed: `train text-classification --data sst2` (scratch), and `finetune
    text-classification --from PRETRAIN_RUN --data sst2` with `--method full` and `--method lora
    --lora-rank 8`. All three use the same settings: the recipe's, except single models
@@ -63,15 +65,24 @@ def measured(step):
 
 
 def corpus_files(folder):
-    """The pretraining corpus: Multi30k's English captions and SST-2's training sentences."""
+    """The pretraining corpus: the English sentences of the shared data, without labels.
+
+    Multi30k's English captions, the English side of Tatoeba's spa-eng pairs (each sentence
+    once: many have several Spanish translations) and SST-2's training sentences.
+    """
     from applications.common.data import data_dir
     from applications.text_classification import data as data_lib
+    from applications.translation import data as translation_data
 
     multi30k = data_dir() / "translation" / "multi30k"
+    tatoeba = folder / "tatoeba_en.txt.gz"
+    english = translation_data.read_tatoeba_zip(data_dir() / "translation" / "spa-eng" / "spa-eng.zip", "en", "es")
+    with gzip.open(tatoeba, "wt", encoding="utf-8") as f:
+        f.writelines(text + "\n" for text in dict.fromkeys(english.sources))
     sst2 = folder / "sst2_train_sentences.txt.gz"
     with gzip.open(sst2, "wt", encoding="utf-8") as f:
         f.writelines(text + "\n" for text in data_lib.load("sst2", "train").texts)
-    return [multi30k / "train.en.gz", multi30k / "val.en.gz", sst2]
+    return [multi30k / "train.en.gz", multi30k / "val.en.gz", tatoeba, sst2]
 
 
 def run_all(args, work):
@@ -167,7 +178,8 @@ def write_results(args, pretrained, runs, total):
         "| corpus | sentences | vocabulary | encoder parameters | epochs | masked-token accuracy "
         "(before -> after) | masked-token loss | wall | CPU | load |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        f"| Multi30k en train + val, SST-2 train sentences (no labels) | {p['train_sentences']:,} "
+        f"| Multi30k en train + val, Tatoeba spa-eng English side, SST-2 train sentences (no labels) | "
+        f"{p['train_sentences']:,} "
         f"(+{p['validation_sentences']} held out) | {p['vocabulary_size']:,} | "
         f"{p['encoder_parameters']:,} | {p['epochs_run']} | {p['masked_token_accuracy_before']:.2%} -> "
         f"{p['masked_token_accuracy']:.2%} | {p['masked_token_loss_before']:.3f} -> "

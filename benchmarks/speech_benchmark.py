@@ -173,7 +173,7 @@ def table_row(result, rows):
         met = m["test_accuracy"] >= (0.985 if task == "kws" else 0.90)
         data = "FSDD official split" if task == "kws" else f"FSDD, {result['holdout_speaker']} held out"
         if task == "kws-holdout-synthetic":
-            data += f", plus {m['extra_clips']} espeak-ng digit words in training"
+            data += f", plus {m['extra_clips']:,} espeak-ng digits in training"
     met = "" if result["shortened"] else ("yes" if met else "no")
     run = "shortened check" if result["shortened"] else "default recipe"
     return (f"| {task} | {data} | {score} | {m['epochs']} | {m['train_seconds'] / 60:.1f} min | "
