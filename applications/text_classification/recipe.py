@@ -231,7 +231,8 @@ def train(
     With `base_model` (a `TextClassifier`), continue training it (`finetune`): its tokenizer
     and classes are kept, and the labels of `data` must be among its classes. With `encoder`
     (a pretraining run folder), start a new classifier from its text encoder
-    (`model_from_encoder`). Both train at the fine-tuning rate and epochs; `tuning` (a
+    (`model_from_encoder`). A classifier continues at the fine-tuning rate and epochs; a new
+    classifier on a pretrained encoder trains on the training schedule. `tuning` (a
     `FineTuning`, `--method`) says which weights train and how.
 
     Returns:
@@ -244,8 +245,12 @@ def train(
             f"Unknown settings: {', '.join(unknown)}. Expected some of {', '.join(SETTINGS)}."
         )
     finetuning = base_model is not None or encoder is not None
-    epochs = epochs or settings["finetune_epochs" if finetuning else "epochs"]
-    learning_rate = settings["finetune_learning_rate" if finetuning else "learning_rate"]
+    # A trained classifier continues gently. A pretrained encoder gets a new head that learns
+    # from nothing: the training schedule (SST-2 validation slice, seed 0, 5 epochs: 79.2% at
+    # 1e-3 against 66.2% at 3e-4, still climbing).
+    gentle = base_model is not None
+    epochs = epochs or settings["finetune_epochs" if gentle else "epochs"]
+    learning_rate = settings["finetune_learning_rate" if gentle else "learning_rate"]
     batch_size = batch_size or settings["batch_size"]
     set_seed(seed)
     splits = data_lib.load_splits(data, **(reader_options or {}))
@@ -335,6 +340,7 @@ def train(
             **settings,
             "data": str(data),
             "epochs": epochs,
+            "peak_learning_rate": learning_rate,
             "batch_size": batch_size,
             "seed": seed,
             "max_examples": max_examples,
@@ -358,8 +364,9 @@ def finetune(model, data, output, settings=None, **kwargs):
     From a classifier run: its tokenizer, classes and settings are kept (`settings`
     overrides the training ones). From a pretraining run (`keras-attention pretrain text`):
     a new classifier of the recipe's settings (`settings` overrides them) on the run's
-    tokenizer and encoder, with the classes of `data`. Either way the learning rate is
-    `finetune_learning_rate`.
+    tokenizer and encoder, with the classes of `data`, trained on the training schedule
+    (`learning_rate` and `epochs`; `--learning-rate` arrives as `finetune_learning_rate` and
+    is moved there); from a classifier, at `finetune_learning_rate` for `finetune_epochs`.
     """
     from applications.text_classification import pretraining
 
@@ -367,6 +374,8 @@ def finetune(model, data, output, settings=None, **kwargs):
     settings = dict(settings or {})
     if base_settings.get("task") == pretraining.TASK:
         kept = {key: base_settings[key] for key in pretraining.ENCODER_SETTINGS if key in base_settings}
+        if "finetune_learning_rate" in settings:
+            settings["learning_rate"] = settings.pop("finetune_learning_rate")
         return train(data, output, settings={**kept, **settings}, encoder=model, **kwargs)
     if "ensemble_size" in settings:
         raise UserError(

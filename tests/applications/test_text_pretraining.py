@@ -16,6 +16,7 @@ import pytest
 from applications import cli
 from applications.text_classification import model as model_lib
 from applications.text_classification import pretraining
+from applications.text_classification import recipe
 
 TINY = ["--hidden-dim", "16", "--intermediate-dim", "32", "--num-heads", "2",
         "--vocabulary-size", "600", "--sequence-length", "32"]
@@ -100,6 +101,16 @@ def test_a_classifier_started_from_it_carries_the_pretrained_encoder(pretrained,
                 np.testing.assert_array_equal(ours, pretrained_weights)
     settings = json.loads((tmp_path / "sst2" / "settings.json").read_text())
     assert settings["pretrained"] == str(pretrained) and settings["class_names"] == ["negative", "positive"]
+    # A new head learns from nothing: the training schedule's peak rate, not fine-tuning's.
+    assert settings["peak_learning_rate"] == recipe.SETTINGS["learning_rate"] != recipe.SETTINGS["finetune_learning_rate"]
+
+
+def test_learning_rate_flag_sets_the_peak_from_a_pretraining_run(pretrained, tmp_path):
+    status = cli.main(["finetune", "text-classification", "--from", str(pretrained), "--data", "sst2",
+                       "--max-examples", "100", "--epochs", "1", "--ensemble-size", "1", "--learning-rate", "0.004",
+                       "--quiet", "--output", str(tmp_path / "sst2")])
+    assert status == 0
+    assert json.loads((tmp_path / "sst2" / "settings.json").read_text())["peak_learning_rate"] == 0.004
 
 
 def test_copy_encoder_weights_refuses_other_sizes(pretrained):
