@@ -14,13 +14,13 @@ Data: FSDD as published (default; official split, or `--holdout-speaker`), the
 Speech Commands sample, or any folder of class folders of WAV files; clips are
 resampled to `SAMPLE_RATE`, mixed down, and cut or padded to `CLIP_SECONDS`.
 
-Result and cost (2-core CPU shared with other jobs; see
-`benchmarks/results/speech.md`): the 60 epochs give 98.9% on the FSDD official test
-split (250 clips; seeds 0, 1, 2: 99.6%, 98.8%, 98.4%), about 14 CPU-minutes a run, and
-89.3% on a speaker left out of training (lucas; seeds 0, 1, 2: 87.2%, 92.2%, 88.4%; the
-40 epochs before gave 98.4% and 90.0%); with 1,200 synthesized digits added to the training
-clips (`--extra-data`, more voices than FSDD's few speakers), 92.5% on lucas (seeds 0-4: 93.8%,
-93.8%, 89.0%, 93.0%, 93.0%).
+Result and cost (2-core CPU shared with other jobs; see `benchmarks/results/speech.md`): the
+60 epochs give 98.9% on the FSDD official test split (250 clips; seeds 0, 1, 2: 99.6%,
+98.8%, 98.4%), about 14 CPU-minutes a run, and 89.3% on a speaker left out of training
+(lucas; seeds 0, 1, 2: 87.2%, 92.2%, 88.4%, and 89.0%, 92.4%, 83.4% when re-run a day later;
+the 40 epochs before gave 98.4% and 90.0%); with 1,200 synthesized digits added to the
+training clips (`--extra-data`, more voices than FSDD's few speakers), 92.5% on lucas (seeds
+0-4: 93.8%, 93.8%, 89.0%, 93.0%, 93.0%).
 """
 
 import time
