@@ -108,8 +108,6 @@ def run(verb, args):
         settings = {
             key: getattr(args, key) for key in _SETTINGS_FLAGS if getattr(args, key, None) is not None
         }
-        if verb == "finetune" and "learning_rate" in settings:
-            settings["finetune_learning_rate"] = settings.pop("learning_rate")
         options = dict(
             epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, resume=args.resume,
             overwrite=args.overwrite, quiet=args.quiet, settings=settings,

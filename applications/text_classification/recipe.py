@@ -365,8 +365,8 @@ def finetune(model, data, output, settings=None, **kwargs):
     overrides the training ones). From a pretraining run (`keras-attention pretrain text`):
     a new classifier of the recipe's settings (`settings` overrides them) on the run's
     tokenizer and encoder, with the classes of `data`, trained on the training schedule
-    (`learning_rate` and `epochs`; `--learning-rate` arrives as `finetune_learning_rate` and
-    is moved there); from a classifier, at `finetune_learning_rate` for `finetune_epochs`.
+    (`learning_rate` and `epochs`); from a classifier, at `finetune_learning_rate` for
+    `finetune_epochs`, which a `learning_rate` in `settings` (`--learning-rate`) replaces.
     """
     from applications.text_classification import pretraining
 
@@ -374,8 +374,6 @@ def finetune(model, data, output, settings=None, **kwargs):
     settings = dict(settings or {})
     if base_settings.get("task") == pretraining.TASK:
         kept = {key: base_settings[key] for key in pretraining.ENCODER_SETTINGS if key in base_settings}
-        if "finetune_learning_rate" in settings:
-            settings["learning_rate"] = settings.pop("finetune_learning_rate")
         return train(data, output, settings={**kept, **settings}, encoder=model, **kwargs)
     if "ensemble_size" in settings:
         raise UserError(
@@ -383,6 +381,8 @@ def finetune(model, data, output, settings=None, **kwargs):
             f"{base_settings.get('ensemble_size', '?')} members, kept as it is; the flag applies "
             f"when fine-tuning from a pretraining run (keras-attention pretrain text)."
         )
+    if "learning_rate" in settings:
+        settings["finetune_learning_rate"] = settings.pop("learning_rate")
     classifier = load_classifier(model)
     base_settings = {k: v for k, v in base_settings.items() if k in SETTINGS}
     return train(data, output, settings={**base_settings, **settings}, base_model=classifier, **kwargs)

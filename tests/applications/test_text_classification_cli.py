@@ -119,6 +119,12 @@ def test_finetune_keeps_classes_and_refuses_new_labels(run_dir, tmp_path, capsys
     settings = json.loads((tmp_path / "ft" / "settings.json").read_text())
     assert settings["finetuned"] and settings["class_names"] == ["ham", "spam"]
     assert settings["hidden_dim"] == 16  # The run's settings, not the recipe's defaults.
+    # A trained classifier continues at the gentle rate; --learning-rate replaces it.
+    assert settings["peak_learning_rate"] == settings["finetune_learning_rate"]
+    status, _, _ = run_cli(capsys, "finetune", "text-classification", "--model", run_dir, "--data", data,
+                           "--epochs", "1", "--learning-rate", "0.0007", "--output", tmp_path / "ft-rate", "--quiet")
+    assert status == 0
+    assert json.loads((tmp_path / "ft-rate" / "settings.json").read_text())["peak_learning_rate"] == 0.0007
     other = tmp_path / "other.tsv"
     other.write_text("hello there\tgreeting\nbuy now\tspam\n")
     status, _, err = run_cli(capsys, "finetune", "text-classification", "--model", run_dir,
