@@ -141,15 +141,21 @@ def test_keyword_spotting_finetune_and_export(speech_cli, kws_run, fsdd_subset, 
     assert json.loads(report.read_text())["predictions"][0]["label"] == exported["label"]
 
 
+def synthesize_class_folders(folder, lines, copies):
+    """`keras-attention synthesize --class-folders`: `copies` espeak-ng clips of each line, a folder per line."""
+    text = folder / "lines.txt"
+    text.write_text("".join(f"{line}\n" for line in lines))
+    corpus = folder / "synthetic"
+    assert synthesize_command.main(["--text", str(text), "--class-folders", "--copies", str(copies),
+                                    "--output", str(corpus)]) == 0
+    return corpus
+
+
 @needs_espeak
 def test_keyword_spotting_finetunes_a_synthetic_speech_model_on_new_labels(speech_cli, fsdd_subset, tmp_path,
                                                                            capsys):
     """Pretrain on espeak-ng words ("zero"...), fine-tune on FSDD ("0"...): a new head, the encoder kept."""
-    words = tmp_path / "words.txt"
-    words.write_text("zero\none\ntwo\n")
-    synthetic = tmp_path / "synthetic"
-    assert synthesize_command.main(["--text", str(words), "--class-folders", "--copies", "12",
-                                    "--output", str(synthetic)]) == 0
+    synthetic = synthesize_class_folders(tmp_path, ["zero", "one", "two"], copies=12)
     pretrained = tmp_path / "pretrained"
     assert speech_cli(["train", "keyword-spotting", "--data", str(synthetic), "--output", str(pretrained),
                        "--epochs", "2", "--quiet"]) == 0
@@ -174,11 +180,7 @@ def test_keyword_spotting_finetunes_a_synthetic_speech_model_on_new_labels(speec
 @needs_espeak
 def test_keyword_spotting_trains_on_extra_synthetic_clips(speech_cli, fsdd_subset, tmp_path, capsys):
     """`--extra-data`: espeak-ng digits in class folders named as FSDD's labels join the training split only."""
-    digits = tmp_path / "digits.txt"
-    digits.write_text("0\n1\n2\n")
-    synthetic = tmp_path / "synthetic"
-    assert synthesize_command.main(["--text", str(digits), "--class-folders", "--copies", "4",
-                                    "--output", str(synthetic)]) == 0
+    synthetic = synthesize_class_folders(tmp_path, ["0", "1", "2"], copies=4)
     run = tmp_path / "run"
     assert speech_cli(["train", "keyword-spotting", "--data", str(fsdd_subset), "--extra-data", str(synthetic),
                        "--output", str(run), "--epochs", "1", "--quiet"]) == 0
