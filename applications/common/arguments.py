@@ -15,6 +15,7 @@ from pathlib import Path
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("auto", "none", "mirrored", "multi-worker")
 METHODS = ("full", "frozen", "gradual", "layerwise", "lora")
+LORA_TARGETS = ("query", "value")  # keras_attention.finetune.lora.DEFAULT_TARGETS
 
 VERBS = {
     "train": "train a model from scratch and write a run folder",
@@ -102,6 +103,11 @@ def add_common_arguments(parser, verb):
                             help="layerwise: learning-rate ratio between adjacent blocks, in (0, 1] (default: 0.75)")
         tuning.add_argument("--lora-rank", type=positive_int, default=8, metavar="N",
                             help="lora: the rank of the adapters (default: 8)")
+        tuning.add_argument(
+            "--lora-targets", nargs="+", default=list(LORA_TARGETS), metavar="NAME",
+            help="lora: names or path patterns of the layers to adapt: projections, and embedding tables such "
+            "as token_embedding (default: query value)",
+        )
     if verb == "export":
         parser.add_argument("--output", metavar="DIR", help="the export folder (default: RUN/export)")
     if verb in ("train", "finetune", "export"):

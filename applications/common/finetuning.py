@@ -2,7 +2,7 @@
 
 Every application calls, in this order:
 
-    tuning = FineTuning(method, layer_decay=..., lora_rank=...)   # from the flags
+    tuning = FineTuning(method, layer_decay=..., lora_rank=..., lora_targets=...)   # from the flags
     tuning.prepare(training_model, head=("head",))   # before compile: freezes, adapters
     model.compile(optimizer=tuning.optimizer(optimizer), ...)
     fit(..., callbacks=[*callbacks, *tuning.callbacks])
@@ -16,8 +16,9 @@ The methods (`keras_attention.finetune` does the work):
   (`GradualUnfreezing`; TensorFlow and PyTorch backends).
 - `layerwise`: every weight trains, block `i` from the top at the rate times
   `layer_decay ** (i + 1)` (`layerwise_optimizer`).
-- `lora`: rank-`lora_rank` adapters on the query and value projections of the
-  attention layers, the head in full, the rest frozen (`apply_lora`);
+- `lora`: rank-`lora_rank` adapters on the `lora_targets` layers (the query and
+  value projections of the attention layers by default; embedding tables by
+  name), the head in full, the rest frozen (`apply_lora`);
   `export` folds the adapters into plain kernels (`merge_lora`).
 
 Blocks are the layers named `encoder_N`, `encoder_layer_N`, `decoder_N` or
@@ -30,6 +31,7 @@ import re
 
 import keras
 
+from applications.common.arguments import LORA_TARGETS
 from applications.common.arguments import METHODS
 from applications.common.errors import UserError
 
@@ -44,9 +46,12 @@ class FineTuning:
         layer_decay: float in (0, 1]. `layerwise`: the rate ratio between
             adjacent blocks. Defaults to 0.75.
         lora_rank: int. `lora`: the adapters' rank. Defaults to 8.
+        lora_targets: tuple of str. `lora`: names or path patterns of the
+            layers that get adapters. Defaults to `LORA_TARGETS`, the query
+            and value projections.
     """
 
-    def __init__(self, method="full", layer_decay=0.75, lora_rank=8):
+    def __init__(self, method="full", layer_decay=0.75, lora_rank=8, lora_targets=LORA_TARGETS):
         if method not in METHODS:
             raise UserError(f"Unknown --method {method!r}. Expected one of {', '.join(METHODS)}.")
         if method == "gradual" and keras.backend.backend() == "jax":
@@ -57,6 +62,7 @@ class FineTuning:
         self.method = method
         self.layer_decay = layer_decay
         self.lora_rank = lora_rank
+        self.lora_targets = tuple(lora_targets)
         self.callbacks = []
         self.metrics = {"method": method}
         self._groups = None
@@ -65,7 +71,7 @@ class FineTuning:
     def from_args(cls, args):
         """The method of the parsed flags (`full` for `train`, which has no `--method`)."""
         return cls(getattr(args, "method", "full"), getattr(args, "layer_decay", 0.75),
-                   getattr(args, "lora_rank", 8))
+                   getattr(args, "lora_rank", 8), getattr(args, "lora_targets", LORA_TARGETS))
 
     def prepare(self, model, head):
         """Freeze or adapt `model` for the method; call before `compile`.
@@ -92,9 +98,10 @@ class FineTuning:
             self.callbacks = [GradualUnfreezing(self._groups)]
         elif self.method == "lora":
             try:
-                apply_lora(model, self.lora_rank, keep_trainable=head)
+                apply_lora(model, self.lora_rank, targets=self.lora_targets, keep_trainable=head)
             except ValueError as error:
                 raise UserError(f"--method lora: {error}") from None
+            self.metrics.update(lora_rank=self.lora_rank, lora_targets=list(self.lora_targets))
         # Before training: under `gradual`, every weight that will train.
         trainable = _count(model.trainable_weights)
         total = _count(model.weights)

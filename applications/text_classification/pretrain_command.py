@@ -26,6 +26,9 @@ def add_arguments(parser):
     parser.add_argument("--corpus", nargs="+", required=True, metavar="FILE",
                         help="plain or .gz UTF-8 text files, one sentence a line")
     parser.add_argument("--output", required=True, metavar="RUN", help="the run folder to write")
+    parser.add_argument("--from", dest="from_run", metavar="RUN",
+                        help="continue the encoder of this pretraining run (its vocabulary, sizes and weights) on "
+                        "--corpus: adaptive pretraining on a task's own texts")
     parser.add_argument("--epochs", type=positive_int, help="training epochs (default: 5)")
     parser.add_argument("--batch-size", type=positive_int, help="sentences per batch (default: 64)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -52,7 +55,7 @@ def run(args):
     return pretraining.pretrain(
         args.corpus, args.output, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
         resume=args.resume, overwrite=args.overwrite, quiet=args.quiet, settings=settings,
-        max_sentences=args.max_sentences,
+        max_sentences=args.max_sentences, from_run=args.from_run,
     )
 
 

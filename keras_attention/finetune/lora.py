@@ -9,6 +9,8 @@ import keras
 from keras_attention.finetune.freezing import matching_layers
 
 DEFAULT_TARGETS = ("query", "value")
+# keras's layers with `enable_lora`; `ReversibleEmbedding` is an `Embedding`.
+ADAPTABLE = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding)
 
 
 def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=()):
@@ -19,8 +21,12 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
     gets two trainable low-rank matrices `A (d_in, r)`, `B (r, d_out)`
     through keras's own `enable_lora`; its kernel becomes
     `W + (alpha / rank) * A @ B`, with `B` starting at zero so the model's
-    outputs are unchanged at first. Every other weight is frozen, except in
-    the layers matching `keep_trainable` (a new task head, say).
+    outputs are unchanged at first. A matching `Embedding` layer (a
+    `token_embedding`, named in `targets`) gets the same update of its table,
+    `A (vocabulary, r)`, `B (r, D)`: the way to adapt a vocabulary that the
+    pretraining corpus used differently from the task. Every other weight is
+    frozen, except in the layers matching `keep_trainable` (a new task head,
+    say).
 
     Args:
         model: a built `keras.Model`.
@@ -28,7 +34,8 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
         alpha: float. Scale of the adapters' update. Defaults to `None`,
             which means `rank` (a scale of 1).
         targets: tuple of str. Layer names, or shell-style patterns on layer
-            paths (`"*encoder_1/*/query"`), of the projections to adapt.
+            paths (`"*encoder_1/*/query"`), of the projections (`Dense`,
+            `EinsumDense`) and embedding tables (`Embedding`) to adapt.
             Defaults to `("query", "value")`.
         keep_trainable: tuple of str. Patterns of layers that keep training
             in full. Defaults to `()`.
@@ -60,7 +67,7 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
     adapted = [
         layer
         for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))
+        if isinstance(layer, ADAPTABLE)
         and any(
             layer.name == target or fnmatch.fnmatchcase(layer.path or "", target)
             for target in targets
@@ -68,18 +75,21 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
     ]
     if not adapted:
         raise ValueError(
-            f"No Dense or EinsumDense layer matches targets={tuple(targets)}. "
+            f"No Dense, EinsumDense or Embedding layer matches targets={tuple(targets)}. "
             "Pass the names of projection layers, e.g. ('query', 'value')."
         )
     for layer in adapted:
         layer.enable_lora(rank, lora_alpha=alpha)
+    adapters = {
+        id(variable)
+        for layer in adapted
+        for variable in layer.trainable_variables
+        if variable.name.startswith("lora_")
+    }
     kept = {
         id(variable)
         for layer in (matching_layers(model, list(keep_trainable)) if keep_trainable else [])
         for variable in layer.trainable_variables
-    }
-    adapters = {id(layer.lora_kernel_a) for layer in adapted} | {
-        id(layer.lora_kernel_b) for layer in adapted
     }
     for variable in model.trainable_variables:
         if id(variable) not in adapters and id(variable) not in kept:

@@ -136,7 +136,7 @@ def test_method_errors(monkeypatch):
     monkeypatch.undo()
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Dense(4, name="body")(inputs)))
-    with pytest.raises(UserError, match="--method lora: No Dense or EinsumDense layer matches"):
+    with pytest.raises(UserError, match="--method lora: No Dense, EinsumDense or Embedding layer matches"):
         FineTuning("lora").prepare(model, head=("head",))
 
 
@@ -153,11 +153,17 @@ def test_text_classification_finetunes_with_lora(tmp_path):
                      "--sequence-length", "32", "--ensemble-size", "1"]) == 0
     assert cli.main(["finetune", "text-classification", "--from", str(base), "--data", "sms-spam",
                      "--output", str(tuned), "--max-examples", "200", "--epochs", "1", "--quiet",
-                     "--method", "lora", "--lora-rank", "4"]) == 0
+                     "--method", "lora", "--lora-rank", "4", "--lora-targets", "query", "value",
+                     "token_embedding"]) == 0
     metrics = json.loads((tuned / "metrics.json").read_text())
     assert metrics["method"] == "lora" and 0 < metrics["trainable_fraction"] < 0.5
+    assert metrics["lora_targets"] == ["query", "value", "token_embedding"] and metrics["lora_rank"] == 4
     model, after = _weights(tuned)
     assert not any("lora" in path for path in after)
     _, before = _weights(base)
-    assert any(not np.array_equal(before[p], after[p]) for p in before if p.endswith("query/kernel"))
+    changed = {p for p in before if not np.array_equal(before[p], after[p])}
+    assert any(p.endswith("query/kernel") for p in changed)
+    # The adapted token table moved (merged into plain weights); the unadapted ones did not.
+    assert any(p.endswith("token_embedding/embeddings") for p in changed)
+    assert not any(p.endswith(("key/kernel", "position_embedding/embeddings")) for p in changed)
     assert model.predict(["win a free prize now"], verbose=0).shape == (1, 2)

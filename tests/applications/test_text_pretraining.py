@@ -18,7 +18,7 @@ from applications.text_classification import model as model_lib
 from applications.text_classification import pretraining
 from applications.text_classification import recipe
 
-TINY = ["--hidden-dim", "16", "--intermediate-dim", "32", "--num-heads", "2",
+TINY = ["--hidden-dim", "16", "--num-layers", "1", "--intermediate-dim", "32", "--num-heads", "2",
         "--vocabulary-size", "600", "--sequence-length", "32"]
 
 
@@ -111,6 +111,34 @@ def test_learning_rate_flag_sets_the_peak_from_a_pretraining_run(pretrained, tmp
                        "--quiet", "--output", str(tmp_path / "sst2")])
     assert status == 0
     assert json.loads((tmp_path / "sst2" / "settings.json").read_text())["peak_learning_rate"] == 0.004
+
+
+def test_from_continues_the_encoder_on_a_new_corpus(pretrained, capsys, tmp_path):
+    """`pretrain text --from RUN`: the run's vocabulary, sizes and weights, trained on new text."""
+    from applications.common.data import data_dir
+
+    with gzip.open(data_dir() / "translation/multi30k/train.en.gz", "rt", encoding="utf-8") as f:
+        (tmp_path / "task.txt").write_text("".join(next(f) for _ in range(100)), encoding="utf-8")
+    # A rate of 1e-9: one epoch leaves the copied weights as they were, to within float noise.
+    status, _, err = run_cli(capsys, "pretrain", "text", "--from", pretrained, "--corpus", tmp_path / "task.txt",
+                             "--epochs", "1", "--learning-rate", "1e-9", "--quiet", "--output", tmp_path / "adapted")
+    assert status == 0, err
+    settings = json.loads((tmp_path / "adapted" / "settings.json").read_text())
+    assert settings["from"] == str(pretrained) and settings["hidden_dim"] == 16 and settings["num_layers"] == 1
+    assert (tmp_path / "adapted" / "vocabulary.txt").read_text() == (pretrained / "vocabulary.txt").read_text()
+    base = keras.saving.load_model(pretrained / "model.keras", safe_mode=True).get_layer("encoder")
+    adapted = keras.saving.load_model(tmp_path / "adapted" / "model.keras", safe_mode=True).get_layer("encoder")
+    for ours, theirs in zip(adapted.weights, base.weights, strict=True):
+        np.testing.assert_allclose(np.array(ours), np.array(theirs), atol=1e-6)
+
+    # The encoder keeps its sizes; --from takes a pretraining run only.
+    status, _, err = run_cli(capsys, "pretrain", "text", "--from", pretrained, "--corpus", tmp_path / "task.txt",
+                             "--hidden-dim", "32", "--quiet", "--output", tmp_path / "wider")
+    one_line_error(status, err, "--hidden-dim: the encoder of --from")
+    status, _, err = run_cli(capsys, "pretrain", "text", "--from", tmp_path / "task.txt", "--corpus",
+                             tmp_path / "task.txt", "--quiet", "--output", tmp_path / "nothing")
+    one_line_error(status, err, "not a pretraining run")
+    assert not (tmp_path / "wider").exists() and not (tmp_path / "nothing").exists()
 
 
 def test_copy_encoder_weights_refuses_other_sizes(pretrained):

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_attention.finetune import apply_lora
 from keras_attention.finetune import merge_lora
+from keras_attention.layers import TokenAndPositionEmbedding
 
 
 def make_model():
@@ -68,11 +69,47 @@ def test_merge_gives_the_same_outputs_without_adapters(tmp_path):
     np.testing.assert_allclose(ops.convert_to_numpy(restored(x)), ops.convert_to_numpy(model(x)), atol=1e-5)
 
 
+def test_embedding_table_adapters_train_and_merge(tmp_path):
+    """A token embedding named in `targets` gets `A (V, r) @ B (r, D)` on its table."""
+    token_ids = keras.Input((5,), dtype="int32")
+    x = TokenAndPositionEmbedding(20, 5, 8, mask_zero=True, name="embedding")(token_ids)
+    x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")(x, x)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling1D()(x))
+    model = keras.Model(token_ids, outputs)
+    ids = np.random.default_rng(0).integers(1, 20, size=(16, 5)).astype("int32")
+    labels = np.arange(16) % 2
+    before = ops.convert_to_numpy(model(ids))
+    table = ops.convert_to_numpy(model.get_layer("embedding").token_embedding.embeddings).copy()
+
+    adapted = apply_lora(model, rank=3, targets=("query", "value", "token_embedding"), keep_trainable=("head",))
+    assert sorted(layer.name for layer in adapted) == ["query", "token_embedding", "value"]
+    np.testing.assert_allclose(ops.convert_to_numpy(model(ids)), before, atol=1e-6)
+    trainable = {w.path: tuple(w.shape) for w in model.trainable_weights}
+    assert trainable["embedding/token_embedding/lora_embeddings_a"] == (20, 3)
+    assert trainable["embedding/token_embedding/lora_embeddings_b"] == (3, 8)
+    assert "embedding/token_embedding/embeddings" not in trainable
+    assert "embedding/position_embedding/embeddings" not in trainable
+
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(ids, labels, epochs=3, verbose=0)
+    # The frozen table itself (the layer's `embeddings` property would add the adapters).
+    frozen = next(w for w in model.weights if w.path == "embedding/token_embedding/embeddings")
+    np.testing.assert_array_equal(ops.convert_to_numpy(frozen), table)
+    merged = merge_lora(model)
+    assert not any("lora" in w.path for w in merged.weights)
+    # The adapters moved the table, and the merged table carries the move.
+    assert not np.allclose(ops.convert_to_numpy(merged.get_layer("embedding").token_embedding.embeddings), table)
+    np.testing.assert_allclose(ops.convert_to_numpy(merged(ids)), ops.convert_to_numpy(model(ids)), atol=1e-5)
+    merged.save(os.path.join(tmp_path, "merged.keras"))
+    restored = keras.saving.load_model(os.path.join(tmp_path, "merged.keras"), safe_mode=True)
+    np.testing.assert_allclose(ops.convert_to_numpy(restored(ids)), ops.convert_to_numpy(model(ids)), atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         (dict(rank=0), "rank"),
-        (dict(rank=2, targets=("decoder",)), "No Dense or EinsumDense layer matches"),
+        (dict(rank=2, targets=("decoder",)), "No Dense, EinsumDense or Embedding layer matches"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
