@@ -65,8 +65,8 @@ SETTINGS = {
     "min_word_count": recipe.SETTINGS["min_word_count"],
     # Encoder: twice the classifier's width and depth. A corpus of 137,041 sentences fills it
     # (masked-token accuracy 40.7% against 36.1% at the classifier's 64 wide, one block), and
-    # a LoRA adapter of rank 8 on its 8000 x 128 token table trains 6% of the weights (12% at
-    # 64 wide, over the 10% of issue 7's target).
+    # LoRA of rank 8 on its query, value and 8000 x 128 token table trains 6% of the weights
+    # (11% at 64 wide, over the 10% of issue 7's target).
     "hidden_dim": 128,
     "num_layers": 2,
     "intermediate_dim": 256,
