@@ -100,9 +100,10 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
 def merge_lora(model):
     """Return a copy of `model` with the LoRA adapters folded into its kernels.
 
-    The copy has plain `Dense` / `EinsumDense` layers whose kernels are
-    `W + (alpha / rank) * A @ B`: the same outputs, no adapter weights, no
-    extra matmuls. Use it to export or serve a LoRA-tuned model.
+    The copy has plain `Dense` / `EinsumDense` / `Embedding` layers whose
+    kernels (tables) are `W + (alpha / rank) * A @ B`: the same outputs, no
+    adapter weights, no extra matmuls. Use it to export or serve a LoRA-tuned
+    model. The copy is compiled as `model` was, with a new optimizer.
 
     Args:
         model: a `keras.Model` with adapters from `apply_lora`.
@@ -123,16 +124,18 @@ def merge_lora(model):
     """
     config = _without_lora(keras.saving.serialize_keras_object(model))
     merged = keras.saving.deserialize_keras_object(config)
-    # keras's LoRA-aware layers save `W + (alpha / rank) * A @ B` under the
-    # name of the plain kernel, so a weights round trip is the merge.
+    # Layer by layer: both models come from one config, so their layers pair up in order.
+    # keras's LoRA-aware layers save `W + (alpha / rank) * A @ B` as their plain kernel or
+    # table, so a round trip of each layer's own variables is the merge. Not `save_weights`:
+    # it also carries the optimizer's state, whose slots fit the adapters and not the merged
+    # weights. State kept as assets (a tokenizer's vocabulary) is in neither the config nor
+    # the variables, and is copied the same way.
     with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "merged.weights.h5")
-        model.save_weights(path)
-        merged.load_weights(path)
-        # State kept as assets (a tokenizer's vocabulary) is in neither the config nor the
-        # weights: copy it layer by layer (both models come from one config, same order).
-        pairs = zip(model._flatten_layers(include_self=False), merged._flatten_layers(include_self=False))
+        pairs = zip(model._flatten_layers(include_self=True), merged._flatten_layers(include_self=True))
         for index, (source, target) in enumerate(pairs):
+            store = {}
+            source.save_own_variables(store)
+            target.load_own_variables(store)
             if hasattr(source, "save_assets") and hasattr(target, "load_assets"):
                 assets = os.path.join(directory, f"assets_{index}")
                 os.makedirs(assets)

@@ -105,6 +105,29 @@ def test_embedding_table_adapters_train_and_merge(tmp_path):
     np.testing.assert_allclose(ops.convert_to_numpy(restored(ids)), ops.convert_to_numpy(model(ids)), atol=1e-5)
 
 
+def test_merge_after_training_leaves_the_optimizer_state_behind():
+    """The adapted model's optimizer has slots for the adapters; the merged one starts afresh.
+
+    Here both models have four trainable variables (adapters and head against table,
+    positions and head), so carrying the optimizer state over would assign a (20, 2) slot to
+    the (20, 8) table.
+    """
+    token_ids = keras.Input((5,), dtype="int32")
+    x = TokenAndPositionEmbedding(20, 5, 8, mask_zero=True, name="embedding")(token_ids)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling1D()(x))
+    model = keras.Model(token_ids, outputs)
+    apply_lora(model, rank=2, targets=("token_embedding",), keep_trainable=("head",))
+    ids = np.random.default_rng(1).integers(1, 20, size=(16, 5)).astype("int32")
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(ids, np.arange(16) % 2, epochs=2, verbose=0)
+    assert len(model.trainable_weights) == 4
+    merged = merge_lora(model)
+    np.testing.assert_allclose(ops.convert_to_numpy(merged(ids)), ops.convert_to_numpy(model(ids)), atol=1e-5)
+    assert len(merged.trainable_weights) == 4 and merged.optimizer is not None
+    # A fresh optimizer (compiled as `model` was), not the adapters' state.
+    assert merged.optimizer is not model.optimizer and int(merged.optimizer.iterations) == 0
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
