@@ -15,7 +15,6 @@ from pathlib import Path
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("auto", "none", "mirrored", "multi-worker")
 METHODS = ("full", "frozen", "gradual", "layerwise", "lora")
-LORA_TARGETS = ("query", "value")  # keras_attention.finetune.lora.DEFAULT_TARGETS
 
 VERBS = {
     "train": "train a model from scratch and write a run folder",
@@ -104,7 +103,7 @@ def add_common_arguments(parser, verb):
         tuning.add_argument("--lora-rank", type=positive_int, default=8, metavar="N",
                             help="lora: the rank of the adapters (default: 8)")
         tuning.add_argument(
-            "--lora-targets", nargs="+", default=list(LORA_TARGETS), metavar="NAME",
+            "--lora-targets", nargs="+", metavar="NAME",
             help="lora: names or path patterns of the layers to adapt: projections, and embedding tables such "
             "as token_embedding (default: query value)",
         )

@@ -31,7 +31,6 @@ import re
 
 import keras
 
-from applications.common.arguments import LORA_TARGETS
 from applications.common.arguments import METHODS
 from applications.common.errors import UserError
 
@@ -47,11 +46,11 @@ class FineTuning:
             adjacent blocks. Defaults to 0.75.
         lora_rank: int. `lora`: the adapters' rank. Defaults to 8.
         lora_targets: tuple of str. `lora`: names or path patterns of the
-            layers that get adapters. Defaults to `LORA_TARGETS`, the query
-            and value projections.
+            layers that get adapters. Defaults to `None`, which means
+            `apply_lora`'s: the query and value projections.
     """
 
-    def __init__(self, method="full", layer_decay=0.75, lora_rank=8, lora_targets=LORA_TARGETS):
+    def __init__(self, method="full", layer_decay=0.75, lora_rank=8, lora_targets=None):
         if method not in METHODS:
             raise UserError(f"Unknown --method {method!r}. Expected one of {', '.join(METHODS)}.")
         if method == "gradual" and keras.backend.backend() == "jax":
@@ -62,7 +61,7 @@ class FineTuning:
         self.method = method
         self.layer_decay = layer_decay
         self.lora_rank = lora_rank
-        self.lora_targets = tuple(lora_targets)
+        self.lora_targets = lora_targets
         self.callbacks = []
         self.metrics = {"method": method}
         self._groups = None
@@ -71,7 +70,7 @@ class FineTuning:
     def from_args(cls, args):
         """The method of the parsed flags (`full` for `train`, which has no `--method`)."""
         return cls(getattr(args, "method", "full"), getattr(args, "layer_decay", 0.75),
-                   getattr(args, "lora_rank", 8), getattr(args, "lora_targets", LORA_TARGETS))
+                   getattr(args, "lora_rank", 8), getattr(args, "lora_targets", None))
 
     def prepare(self, model, head):
         """Freeze or adapt `model` for the method; call before `compile`.
@@ -82,6 +81,7 @@ class FineTuning:
                 task trains from scratch).
         """
         from keras_attention.finetune import GradualUnfreezing, apply_lora, freeze, unfreeze
+        from keras_attention.finetune.lora import DEFAULT_TARGETS
 
         head = list(head)
         policy = keras.config.dtype_policy().name
@@ -97,11 +97,12 @@ class FineTuning:
         elif self.method == "gradual":
             self.callbacks = [GradualUnfreezing(self._groups)]
         elif self.method == "lora":
+            targets = tuple(self.lora_targets or DEFAULT_TARGETS)
             try:
-                apply_lora(model, self.lora_rank, targets=self.lora_targets, keep_trainable=head)
+                apply_lora(model, self.lora_rank, targets=targets, keep_trainable=head)
             except ValueError as error:
                 raise UserError(f"--method lora: {error}") from None
-            self.metrics.update(lora_rank=self.lora_rank, lora_targets=list(self.lora_targets))
+            self.metrics.update(lora_rank=self.lora_rank, lora_targets=list(targets))
         # Before training: under `gradual`, every weight that will train.
         trainable = _count(model.trainable_weights)
         total = _count(model.weights)

@@ -89,6 +89,7 @@ def test_layerwise_runs_and_rejects_a_bad_decay(base_run, tmp_path, capsys):
 
 def test_lora_saves_plain_weights_that_predict_as_trained(base_run, tmp_path):
     metrics = _finetune(base_run, tmp_path / "lora", "lora", "--lora-rank", "2")
+    assert metrics["lora_targets"] == ["query", "value"] and metrics["lora_rank"] == 2  # The default targets.
     model, after = _weights(tmp_path / "lora")
     assert not any("lora" in path for path in after)
     _, before = _weights(base_run)
