@@ -166,9 +166,12 @@ class ClassificationHead(keras.layers.Layer):
         padding_mask = ops.cast(padding_mask, "bool")
         mask = ops.expand_dims(padding_mask, -1)  # [B, T, 1]
         if self.pooling == "mean":
-            weights = ops.cast(mask, x.dtype)
+            # Summed in float32, as `ops.mean` does: a float16 sum of many
+            # positions overflows.
+            weights = ops.cast(mask, "float32")
             count = ops.maximum(ops.sum(weights, axis=1), 1.0)  # [B, 1]; 0 real -> 0, not NaN
-            return ops.sum(x * weights, axis=1) / count
+            pooled = ops.sum(ops.cast(x, "float32") * weights, axis=1) / count
+            return ops.cast(pooled, x.dtype)
         pooled = ops.max(ops.where(mask, x, mask_fill_value(x.dtype)), axis=1)  # [B, D]
         return ops.where(ops.any(mask, axis=1), pooled, 0.0)
 

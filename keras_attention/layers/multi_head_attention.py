@@ -76,8 +76,8 @@ class MultiHeadAttention(keras.layers.Layer):
             to `None`.
         bias_regularizer: regularizer of the projection biases. Defaults to
             `None`.
-        activity_regularizer: regularizer of the projections' outputs (and of
-            the layer's output, as keras). Defaults to `None`.
+        activity_regularizer: regularizer of the projections' outputs, as
+            keras (not of the layer's own outputs). Defaults to `None`.
         kernel_constraint: constraint of the projection kernels. Defaults to
             `None`.
         bias_constraint: constraint of the projection biases. Defaults to
@@ -177,9 +177,12 @@ class MultiHeadAttention(keras.layers.Layer):
         attention_implementation=None,
         **kwargs,
     ):
-        # As keras: the activity regularizer applies to the layer's output
-        # and to each projection's output.
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        super().__init__(**kwargs)
+        # As keras: the activity regularizer applies to each projection's output
+        # only. Kept off `Layer.activity_regularizer`, which would also apply it
+        # to the output (counted again through the output projection), the
+        # scores and the cache.
+        self._activity_regularizer = keras.regularizers.get(activity_regularizer)
         _check_positive_int("num_heads", num_heads)
         _check_positive_int("key_dim", key_dim)
         _check_positive_int("value_dim", value_dim, allow_none=True)
@@ -326,7 +329,7 @@ class MultiHeadAttention(keras.layers.Layer):
             bias_initializer=clone_initializer(self.bias_initializer),
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,
-            activity_regularizer=self.activity_regularizer,
+            activity_regularizer=self._activity_regularizer,
             kernel_constraint=self.kernel_constraint,
             bias_constraint=self.bias_constraint,
             dtype=self.dtype_policy,
@@ -597,7 +600,9 @@ class MultiHeadAttention(keras.layers.Layer):
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
+                "activity_regularizer": keras.regularizers.serialize(
+                    self._activity_regularizer
+                ),
                 "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
                 "bias_constraint": keras.constraints.serialize(self.bias_constraint),
                 "use_gate": self.use_gate,

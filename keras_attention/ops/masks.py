@@ -63,8 +63,11 @@ def causal_mask(query_length, key_length, start_index=0):
     >>> ops.convert_to_numpy(causal_mask(3, 3))[0].astype(int).tolist()
     [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
     """
-    query_positions = ops.arange(query_length) + start_index  # [T]
-    key_positions = ops.arange(key_length)  # [S]
+    # One integer dtype: an int64 `start_index` (a NumPy or tensor index)
+    # does not add to an int32 range.
+    query_positions = ops.arange(query_length, dtype="int32")
+    query_positions = query_positions + ops.cast(start_index, "int32")  # [T]
+    key_positions = ops.arange(key_length, dtype="int32")  # [S]
     mask = ops.expand_dims(query_positions, -1) >= ops.expand_dims(key_positions, 0)
     return ops.expand_dims(mask, 0)  # [1, T, S]
 
@@ -100,8 +103,11 @@ def sliding_window_mask(query_length, key_length, window_size, start_index=0):
             f"`window_size` must be a positive integer. Received: "
             f"window_size={window_size!r}"
         )
-    query_positions = ops.arange(query_length) + start_index  # [T]
-    key_positions = ops.arange(key_length)  # [S]
+    # One integer dtype: an int64 `start_index` (a NumPy or tensor index)
+    # does not add to an int32 range.
+    query_positions = ops.arange(query_length, dtype="int32")
+    query_positions = query_positions + ops.cast(start_index, "int32")  # [T]
+    key_positions = ops.arange(key_length, dtype="int32")  # [S]
     distance = ops.abs(
         ops.expand_dims(query_positions, -1) - ops.expand_dims(key_positions, 0)
     )  # [T, S]

@@ -108,6 +108,18 @@ def test_float32_logits_under_mixed_precision_by_default_and_after_reload():
     assert ClassificationHead(3, head_dtype=policy).get_config()["head_dtype"] == "bfloat16"
 
 
+def test_masked_mean_under_float16_does_not_overflow():
+    # 1,000 positions of 100 sum past float16's largest value (65,504); the
+    # masked mean must agree with the unmasked one, which keras takes in float32.
+    keras.config.set_dtype_policy("mixed_float16")
+    head = ClassificationHead(2, pooling="mean", head_dtype=None)
+    inputs = np.full((1, 1000, 4), 100.0, "float32")
+    unmasked = numpy(head(inputs))
+    masked = numpy(head(inputs, padding_mask=np.ones((1, 1000), bool)))
+    assert np.all(np.isfinite(masked))
+    np.testing.assert_allclose(masked, unmasked, rtol=1e-3)
+
+
 def test_bad_arguments_and_shapes():
     expected = r"Unknown pooling: 'avg'. Expected one of \('cls', 'mean', 'max', 'attention'\)"
     with pytest.raises(ValueError, match=expected):

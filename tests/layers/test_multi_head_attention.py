@@ -123,6 +123,22 @@ def test_same_weights_outputs_and_scores_as_keras(kwargs):
         np.testing.assert_allclose(numpy(got), numpy(expected[0]), atol=1e-5)
 
 
+def test_activity_regularizer_losses_as_keras():
+    # keras regularizes the four projections' outputs only: the layer's own
+    # output, scores and cache add no loss.
+    reference, ours = keras_pair(num_heads=2, key_dim=3, activity_regularizer="l2")
+    query, value, key = random(B, T, DIM), random(B, S, 6, seed=1), random(B, S, 5, seed=2)
+    for call_kwargs in ({}, {"return_attention_scores": True}):
+        reference(query, value, key, **call_kwargs)
+        ours(query, value, key, **call_kwargs)
+        assert len(ours.losses) == len(reference.losses) == 4
+        np.testing.assert_allclose(
+            numpy(sum(ours.losses)), numpy(sum(reference.losses)), rtol=1e-5
+        )
+    restored = MultiHeadAttention.from_config(ours.get_config())
+    assert restored.get_config()["activity_regularizer"] == ours.get_config()["activity_regularizer"]
+
+
 def test_implicit_masks_as_keras():
     reference = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
     ours = MultiHeadAttention(num_heads=2, key_dim=3)

@@ -39,6 +39,16 @@ def test_causal_mask_with_start_index():
     assert as_int(causal_mask(2, 4, start_index=2)) == [[[1, 1, 1, 0], [1, 1, 1, 1]]]
 
 
+@pytest.mark.parametrize("start_index", [np.int64(2), np.int32(2), "int64 tensor"])
+def test_masks_take_any_integer_start_index(start_index):
+    # A decoding loop's index often comes as NumPy or int64: same masks as 2.
+    if start_index == "int64 tensor":
+        start_index = ops.convert_to_tensor(2, "int64")
+    assert as_int(causal_mask(2, 4, start_index=start_index)) == as_int(causal_mask(2, 4, 2))
+    window = sliding_window_mask(2, 4, window_size=2, start_index=start_index)
+    assert as_int(window) == as_int(sliding_window_mask(2, 4, window_size=2, start_index=2))
+
+
 def test_causal_mask_with_more_keys_than_queries():
     assert as_int(causal_mask(2, 3)) == [[[1, 0, 0], [1, 1, 0]]]
 
