@@ -91,3 +91,13 @@ class AttentionMapLogger(keras.callbacks.Callback):
             "layer_names": self.layer_names,
             "labels": self.labels,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # `get_config` stores the examples as nested lists: tensors again.
+        inputs = config["inputs"]
+        if isinstance(inputs, dict):
+            inputs = {name: keras.ops.convert_to_tensor(x) for name, x in inputs.items()}
+        else:
+            inputs = keras.ops.convert_to_tensor(inputs)
+        return cls(**{**config, "inputs": inputs})

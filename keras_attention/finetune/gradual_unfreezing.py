@@ -81,13 +81,34 @@ class GradualUnfreezing(keras.callbacks.Callback):
             )
         for patterns in self.groups:
             matching_layers(self.model, patterns)  # Fails early on a typo.
-        optimizer = self.model.optimizer
-        if not optimizer.built:
-            # Build the optimizer's state for every variable that will train,
-            # so groups joining later find their slots and nothing resets.
-            for patterns in self.groups:
-                unfreeze(self.model, patterns)
-            optimizer.build(self.model.trainable_variables)
+        # A LossScaleOptimizer (mixed_float16) wraps the one that holds the state.
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+        if optimizer.use_ema:
+            # Keras averages `model.trainable_weights` at the end of `fit()`,
+            # a shorter list than the averages while a group is still frozen.
+            raise ValueError(
+                "GradualUnfreezing does not support an optimizer with `use_ema=True`: "
+                "its moving averages cover every group, but the groups still frozen "
+                "when training ends are not trainable. Compile with use_ema=False."
+            )
+        # Build the optimizer's state for every variable that will train, so
+        # groups joining later find their slots and nothing resets.
+        for patterns in self.groups:
+            unfreeze(self.model, patterns)
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        # Keras keeps no public list of the variables an optimizer was built over.
+        known = {id(variable) for variable in optimizer._trainable_variables}
+        missing = [v.path for v in self.model.trainable_variables if id(v) not in known]
+        if missing:
+            # A built optimizer cannot take new variables: a fit() before this one
+            # built it over fewer.
+            raise ValueError(
+                "The optimizer was built before GradualUnfreezing could add the groups' "
+                f"variables to it (for example {missing[0]}): a fit() with those layers "
+                "frozen came first. Compile the model again (a fresh optimizer) before "
+                "this fit()."
+            )
         for patterns in self.groups:
             freeze(self.model, patterns)
         self._num_unfrozen = 0
@@ -112,3 +133,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
 
     def get_config(self):
         return {"groups": self.groups, "unfreeze_epochs": self.unfreeze_epochs}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

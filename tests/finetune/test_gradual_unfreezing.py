@@ -97,3 +97,34 @@ def test_unknown_layer_pattern_fails_before_training():
     model.compile(optimizer="adam", loss="mse")
     with pytest.raises(ValueError, match="No layer matches"):
         model.fit(np.ones((4, 4)), np.zeros((4, 1)), verbose=0, callbacks=[GradualUnfreezing(["*encoder*"])])
+
+
+def test_optimizer_built_over_fewer_variables_raises_and_a_full_one_carries_on():
+    x, y = np.ones((8, 4)), np.zeros((8, 1))
+    model = make_model()
+    model.get_layer("lower").trainable = False
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, verbose=0)  # Builds the optimizer without `lower`.
+    with pytest.raises(ValueError, match=r"built before .*model/lower/kernel.*Compile the model again"):
+        model.fit(x, y, verbose=0, callbacks=[GradualUnfreezing(["*lower"])])
+    # An optimizer built over every group (a first fit of the whole model) serves.
+    model = make_model()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, verbose=0)
+    callback = GradualUnfreezing(["*lower"])
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    assert callback.unfrozen_at == {1: ["*lower"]}
+
+
+def test_ema_optimizer_raises_before_training():
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(use_ema=True), loss="mse")
+    with pytest.raises(ValueError, match="use_ema"):
+        model.fit(np.ones((4, 4)), np.zeros((4, 1)), verbose=0, callbacks=[GradualUnfreezing(["*lower"])])
+
+
+def test_config_round_trip():
+    callback = GradualUnfreezing(["*upper", ["*lower", "*head"]], unfreeze_epochs=[1, 3])
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(callback))
+    assert isinstance(restored, GradualUnfreezing)
+    assert restored.get_config() == callback.get_config()
