@@ -34,8 +34,6 @@ def layerwise_optimizer(optimizer, groups, decay):
     Example:
 
     >>> import keras
-
-from keras_attention.finetune.scaled_schedule import ScaledSchedule
     >>> from keras_attention.finetune import layerwise_optimizer
     >>> optimizer = layerwise_optimizer(
     ...     keras.optimizers.AdamW(1e-3), ["*encoder_1", "*encoder_0", "*embedding"], decay=0.5)
@@ -50,6 +48,12 @@ from keras_attention.finetune.scaled_schedule import ScaledSchedule
         raise ValueError(f"`decay` must be in (0, 1]. Received: decay={decay!r}")
     if not groups:
         raise ValueError("`groups` must name at least one group of layers. Received: []")
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        raise ValueError(
+            "`optimizer` must be the optimizer itself, not a LossScaleOptimizer: pass "
+            "its `inner_optimizer`. Under mixed_float16, `compile()` wraps the result "
+            "in a LossScaleOptimizer."
+        )
     optimizer_map = keras.optimizers.OptimizerMap(default_optimizer=optimizer)
     for depth, patterns in enumerate(groups, start=1):
         if isinstance(patterns, str):
@@ -68,4 +72,11 @@ def _scaled_copy(optimizer, factor):
     else:
         config["learning_rate"] = float(config["learning_rate"]) * factor
     config["name"] = f"{optimizer.name}_x{factor:.4g}"
-    return optimizer.__class__.from_config(config)
+    copy = optimizer.__class__.from_config(config)
+    # `exclude_from_weight_decay` is not in the config: without these, each
+    # group would decay the biases and norms the top optimizer leaves alone.
+    copy._exclude_from_weight_decay = set(getattr(optimizer, "_exclude_from_weight_decay", ()))
+    copy._exclude_from_weight_decay_pattern = getattr(
+        optimizer, "_exclude_from_weight_decay_pattern", None
+    )
+    return copy

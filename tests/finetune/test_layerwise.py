@@ -60,6 +60,24 @@ def test_schedules_are_scaled_and_the_model_saves(tmp_path):
     )
 
 
+def test_groups_keep_the_weight_decay_exclusions():
+    # AdamW that excludes every variable from weight decay: each group's copy
+    # must step exactly as AdamW without weight decay.
+    groups = ["*encoder_1", "*encoder_0", "*embedding"]
+    excluding = keras.optimizers.AdamW(0.1, weight_decay=0.5)
+    excluding.exclude_from_weight_decay(var_names=["kernel", "bias"])
+    deltas = one_step_deltas(layerwise_optimizer(excluding, groups, decay=0.5))
+    expected = one_step_deltas(layerwise_optimizer(keras.optimizers.AdamW(0.1, weight_decay=0.0), groups, decay=0.5))
+    for name in expected:
+        np.testing.assert_allclose(deltas[name], expected[name], atol=1e-7)
+
+
+def test_loss_scale_optimizer_raises():
+    wrapped = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam())
+    with pytest.raises(ValueError, match="pass its `inner_optimizer`"):
+        layerwise_optimizer(wrapped, ["*encoder_1"], decay=0.5)
+
+
 @pytest.mark.parametrize("kwargs, message", [(dict(decay=0.0), "decay"), (dict(decay=1.5), "decay"), (dict(groups=[]), "at least one group")])
 def test_bad_arguments_raise(kwargs, message):
     arguments = dict(groups=["*encoder_1"], decay=0.5)
