@@ -17,6 +17,7 @@ import numpy as np
 
 from applications.common import reporting
 from applications.common.run_folder import HISTORY_FILE, LEARNING_CURVES_FILE
+from keras_attention.finetune import restart_lora
 
 
 def set_seed(seed):
@@ -124,6 +125,8 @@ def fit(model, train_data, run, epochs, validation_data=None, callbacks=(), quie
     history_path = run.file(HISTORY_FILE)
     all_callbacks = [
         keras.callbacks.BackupAndRestore(str(run.checkpoint_dir), delete_checkpoint=False),
+        # A restored checkpoint holds LoRA layers merged, their adapters zero: they would not train.
+        keras.callbacks.LambdaCallback(on_train_begin=lambda logs: restart_lora(model)),
         HistoryWriter(history_path),
         keras.callbacks.TerminateOnNaN(),
         *callbacks,

@@ -8,6 +8,7 @@ from keras_attention.finetune.gradual_unfreezing import GradualUnfreezing
 from keras_attention.finetune.layerwise import layerwise_optimizer
 from keras_attention.finetune.lora import apply_lora
 from keras_attention.finetune.lora import merge_lora
+from keras_attention.finetune.lora import restart_lora
 from keras_attention.finetune.scaled_schedule import ScaledSchedule
 from keras_attention.finetune.warmup_schedule import WarmupSchedule
 
@@ -21,5 +22,6 @@ __all__ = [
     "layerwise_optimizer",
     "matching_layers",
     "merge_lora",
+    "restart_lora",
     "unfreeze",
 ]

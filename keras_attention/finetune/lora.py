@@ -33,7 +33,7 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
         rank: int. The rank `r` of the adapters.
         alpha: float. Scale of the adapters' update. Defaults to `None`,
             which means `rank` (a scale of 1).
-        targets: tuple of str. Layer names, or shell-style patterns on layer
+        targets: str or tuple of str. Layer names, or shell-style patterns on layer
             paths (`"*encoder_1/*/query"`), of the projections (`Dense`,
             `EinsumDense`) and embedding tables (`Embedding`) to adapt.
             Defaults to `("query", "value")`.
@@ -57,11 +57,20 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
     >>> sorted(w.name for w in model.trainable_weights)
     ['bias', 'kernel', 'lora_kernel_a', 'lora_kernel_a', 'lora_kernel_b', 'lora_kernel_b']
 
+    Merge the adapters (`merge_lora`) before saving: keras saves an adapted
+    layer's merged kernel and zeroes its adapters on loading (see
+    `restart_lora` to go on training such a model).
+
     References:
         - [Hu et al., 2021](https://arxiv.org/abs/2106.09685)
     """
     if not isinstance(rank, int) or rank < 1:
         raise ValueError(f"`rank` must be a positive integer. Received: rank={rank!r}")
+    if alpha is not None and not alpha > 0:
+        # At zero, the adapters' update and their gradients vanish.
+        raise ValueError(f"`alpha` must be positive (or None). Received: alpha={alpha!r}")
+    if isinstance(targets, str):
+        targets = (targets,)
     if not model.built:
         raise ValueError("`apply_lora` needs a built model: call it on data or build it first.")
     adapted = [
@@ -95,6 +104,49 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
         if id(variable) not in adapters and id(variable) not in kept:
             variable.trainable = False
     return adapted
+
+
+def restart_lora(model):
+    """Re-draw the LoRA adapters that loading weights zeroed, so they train again.
+
+    keras saves an adapted layer's kernel with the adapters merged in and, on
+    loading, sets both adapters to zero: outputs are right, but with `A` and
+    `B` both zero neither gets a gradient again, so a run resumed from a
+    checkpoint (`keras.callbacks.BackupAndRestore`) would train only the
+    layers kept trainable. This draws `A` again as `enable_lora` does
+    (`he_uniform`) wherever both are zero, leaving `B` at zero: the outputs
+    are unchanged and the adapters learn from the merged kernel on.
+
+    Args:
+        model: a `keras.Model` with adapters from `apply_lora`.
+
+    Returns:
+        The list of layers whose adapters were re-drawn.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_attention.finetune import apply_lora, restart_lora
+    >>> inputs = keras.Input((4,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="query")(inputs))
+    >>> _ = apply_lora(model, rank=2)
+    >>> store = {}
+    >>> model.layers[1].save_own_variables(store)
+    >>> model.layers[1].load_own_variables(store)  # Adapters now zero.
+    >>> [layer.name for layer in restart_lora(model)]
+    ['query']
+    """
+    restarted = []
+    for layer in model._flatten_layers(include_self=False):
+        if not isinstance(layer, ADAPTABLE) or not layer.lora_enabled:
+            continue
+        # `lora_kernel_a`, `lora_kernel_b` (`lora_embeddings_*` for a table).
+        a, b = sorted((v for v in layer.variables if v.name.startswith("lora_")), key=lambda v: v.name)
+        if keras.ops.any(a != 0) or keras.ops.any(b != 0):
+            continue
+        a.assign(keras.initializers.HeUniform()(a.shape, a.dtype))
+        restarted.append(layer)
+    return restarted
 
 
 def merge_lora(model):

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_attention.finetune import apply_lora
 from keras_attention.finetune import merge_lora
+from keras_attention.finetune import restart_lora
 from keras_attention.layers import TokenAndPositionEmbedding
 
 
@@ -128,13 +129,65 @@ def test_merge_after_training_leaves_the_optimizer_state_behind():
     assert merged.optimizer is not model.optimizer and int(merged.optimizer.iterations) == 0
 
 
+def test_resumed_from_a_checkpoint_the_adapters_train_again(tmp_path):
+    # keras checkpoints an adapted layer merged, and loading zeroes its adapters,
+    # where neither gets a gradient: restart_lora re-draws A (B stays zero).
+    x, y = data()
+
+    def adapted():
+        keras.utils.set_random_seed(0)
+        model = make_model()
+        apply_lora(model, rank=2, targets=("query", "hidden"), keep_trainable=["head"])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False)
+    model = adapted()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[backup, Interrupt()])
+    trained = ops.convert_to_numpy(model(x))
+
+    resumed = adapted()
+    seen = {}
+
+    class Check(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            hidden = self.model.get_layer("hidden")
+            seen["a"] = ops.convert_to_numpy(hidden.lora_kernel_a).copy()
+            seen["b"] = ops.convert_to_numpy(hidden.lora_kernel_b).copy()
+            seen["outputs"] = ops.convert_to_numpy(self.model(x))
+            seen["restarted again"] = restart_lora(self.model)
+
+    restarted = []
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False),
+        keras.callbacks.LambdaCallback(on_train_begin=lambda logs: restarted.extend(restart_lora(resumed))),
+        Check(),
+    ]
+    resumed.fit(x, y, epochs=3, verbose=0, callbacks=callbacks)
+    assert sorted(layer.name for layer in restarted) == ["hidden", "query"]
+    assert np.any(seen["a"]) and not np.any(seen["b"])
+    np.testing.assert_allclose(seen["outputs"], trained, atol=1e-5)  # The restored run's outputs.
+    assert seen["restarted again"] == []  # Adapters in use are left alone.
+    assert np.any(ops.convert_to_numpy(resumed.get_layer("hidden").lora_kernel_b))
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         (dict(rank=0), "rank"),
+        (dict(rank=2, alpha=0), "alpha"),
         (dict(rank=2, targets=("decoder",)), "No Dense, EinsumDense or Embedding layer matches"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         apply_lora(make_model(), **kwargs)
+
+
+def test_a_single_target_name_is_one_target():
+    assert [layer.name for layer in apply_lora(make_model(), rank=2, targets="value")] == ["value"]
