@@ -18,6 +18,7 @@ others. The module's protocol is in `applications.common`'s docstring.
 import importlib
 import os
 import sys
+from pathlib import Path
 
 # Quiet TensorFlow's C++ logs (start-up lines, and a spurious "NodeDef mentions
 # attribute use_unbounded_threadpool" error line of tf.data in TF 2.21); errors
@@ -128,7 +129,17 @@ def _import_keras_quietly():
         os.close(saved)
 
 
+def check_json_path(path):
+    """`--json FILE` must name a file in an existing folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"--json {path}: is a folder. Give a file name, such as {path / 'metrics.json'}.")
+    if not path.parent.is_dir():
+        raise UserError(f"--json {path}: the folder {path.parent} does not exist. Create it first.")
+
+
 def _run_tool(name, argv):
+    _import_keras_quietly()
     try:
         module = importlib.import_module(TOOLS[name][0])
         return module.main(argv) or 0
@@ -171,6 +182,8 @@ def main(argv=None):
         args.verb, args.application = verb, name
         if verb in ("train", "finetune") and args.output is None:
             args.output = str(default_output(name, verb))
+        if getattr(args, "json", None):
+            check_json_path(args.json)  # Before the work, not after it.
         _import_keras_quietly()
         if verb in ("train", "finetune"):
             from applications.common.runtime import training_runtime
@@ -181,7 +194,10 @@ def main(argv=None):
             results = module.run(verb, args) or {}
         print_table(results)
         if getattr(args, "json", None):
-            write_json(args.json, results)
+            try:
+                write_json(args.json, results)
+            except OSError as error:
+                raise UserError(f"--json {args.json}: could not write it ({error.strerror}).") from None
             print(f"Wrote {args.json}")
         return 0
     except UserError as error:

@@ -30,8 +30,11 @@ def write_json(path, value):
     """Write JSON atomically (a temporary file renamed into place)."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(value, indent=2, sort_keys=False, default=_to_json) + "\n")
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(value, indent=2, sort_keys=False, default=_to_json) + "\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # Left only when the write or rename failed.
     return path
 
 
@@ -87,6 +90,8 @@ class RunFolder:
                 f"The run folder {self.path} already exists. Choose another --output, "
                 "or pass --overwrite to replace it."
             )
+        if self.work.exists() and self.overwrite and not self.resume:
+            shutil.rmtree(self.work)  # Start over, as the message below offers.
         if self.work.exists():
             if not self.resume:
                 raise UserError(
@@ -108,7 +113,9 @@ class RunFolder:
         if exc_type is None:
             self._publish()
             return False
-        keep = not issubclass(exc_type, UserError) and self.completed_epochs() > 0
+        # A resumed run keeps its checkpoint whatever stopped it (a mistaken flag
+        # must not lose the epochs done before).
+        keep = self.completed_epochs() > 0 and (self.resumed or not issubclass(exc_type, UserError))
         if keep:
             # Keep only what resuming needs: never a model.keras in a failed run.
             for entry in self.work.iterdir():

@@ -79,10 +79,16 @@ def load_model(path):
     path = model_path(path)
     if _is_saved_model(path):
         return ExportedModel(path)
+    import keras_attention  # noqa: F401  Registers the library's classes (layers, schedules).
+
     try:
         return keras.saving.load_model(path, safe_mode=True)
-    except (ValueError, OSError, KeyError) as error:
-        raise UserError(f"Could not load the model {path}: {str(error).splitlines()[0]}") from None
+    except (ValueError, OSError, KeyError, TypeError) as error:
+        # TypeError: a class keras cannot locate, as in a run of another application.
+        raise UserError(
+            f"Could not load the model {path}: {str(error).splitlines()[0]} Is it a run of "
+            "this application?"
+        ) from None
 
 
 def _export_for_inference(model, path, input_signature=None):

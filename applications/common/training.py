@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from applications.common import reporting
+from applications.common.errors import UserError
 from applications.common.run_folder import HISTORY_FILE, LEARNING_CURVES_FILE
 from keras_attention.finetune import restart_lora
 
@@ -98,6 +99,20 @@ class HistoryWriter(keras.callbacks.Callback):
         temporary.replace(self.path)
 
 
+class Checkpoint(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose restore, when the model does not fit, is a user error."""
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except ValueError as error:  # keras: "... objects could not be loaded ..."
+            raise UserError(
+                f"--resume: the interrupted run's checkpoint does not fit this model "
+                f"({str(error).splitlines()[0]}). Resume with the flags of the interrupted "
+                "run, or pass --overwrite to start over."
+            ) from None
+
+
 def progress_verbosity(quiet=False):
     """`model.fit` verbosity: a progress bar on a terminal, a line per epoch in a log."""
     if quiet:
@@ -124,7 +139,7 @@ def fit(model, train_data, run, epochs, validation_data=None, callbacks=(), quie
     """
     history_path = run.file(HISTORY_FILE)
     all_callbacks = [
-        keras.callbacks.BackupAndRestore(str(run.checkpoint_dir), delete_checkpoint=False),
+        Checkpoint(str(run.checkpoint_dir), delete_checkpoint=False),
         # A restored checkpoint holds LoRA layers merged, their adapters zero: they would not train.
         keras.callbacks.LambdaCallback(on_train_begin=lambda logs: restart_lora(model)),
         HistoryWriter(history_path),

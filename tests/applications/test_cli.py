@@ -104,6 +104,15 @@ def test_the_protocol_results_table_and_json(fake_app, tmp_path, capsys):
     assert fake_app.calls[-1][1].inputs == ["a", "b"]
 
 
+def test_an_unwritable_json_file_is_refused_before_the_work(fake_app, tmp_path, capsys):
+    line = _one_line_error(capsys, cli.main(["evaluate", "fake", "--model", "run", "--json", str(tmp_path)]), 1)
+    assert "is a folder" in line
+    missing = tmp_path / "nowhere" / "m.json"
+    line = _one_line_error(capsys, cli.main(["evaluate", "fake", "--model", "run", "--json", str(missing)]), 1)
+    assert f"the folder {missing.parent} does not exist" in line
+    assert fake_app.calls == [] and sorted(tmp_path.iterdir()) == []
+
+
 def test_a_user_error_is_one_line_and_exit_1(fake_app, capsys):
     line = _one_line_error(capsys, cli.main(["train", "fake", "--fail"]), 1)
     assert line == "keras-attention: error: the data file is empty: add examples"
@@ -135,3 +144,7 @@ def test_the_real_command_bad_flag_and_user_error_are_one_line(tmp_path):
         f"keras-attention: error: --model {tmp_path / 'missing'}: no such file or folder. "
         "Give a run folder written by train."
     ]
+    # The same for a tool (pretrain).
+    result = _run_command("pretrain", "text", "--corpus", str(tmp_path / "missing.txt"), "--output", str(tmp_path / "p"))
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

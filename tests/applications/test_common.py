@@ -2,6 +2,9 @@
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -29,6 +32,8 @@ from applications.common import (
     warmup_cosine,
     write_json,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # === Data directory and downloads ===
 
@@ -146,6 +151,26 @@ def test_an_interrupted_run_keeps_only_its_checkpoint_then_resumes(tmp_path, cap
     assert (tmp_path / "run").exists() and not partial.exists()
 
 
+def test_overwrite_starts_an_interrupted_run_over(tmp_path):
+    partial = tmp_path / ".run.partial"
+    (partial / "checkpoint").mkdir(parents=True)
+    (partial / "checkpoint" / "training_metadata.json").write_text('{"epoch": 2}')
+    with RunFolder(tmp_path / "run", overwrite=True) as run:
+        assert not run.resumed and not run.checkpoint_dir.exists()
+        run.file("model.keras").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_failed_resume_keeps_the_checkpoint_even_on_a_user_error(tmp_path):
+    partial = tmp_path / ".run.partial"
+    (partial / "checkpoint").mkdir(parents=True)
+    (partial / "checkpoint" / "training_metadata.json").write_text('{"epoch": 2}')
+    with pytest.raises(UserError):
+        with RunFolder(tmp_path / "run", resume=True):
+            raise UserError("--resume: the checkpoint does not fit this model")
+    assert (partial / "checkpoint" / "training_metadata.json").exists()
+
+
 def test_run_folder_refuses_to_replace_a_run_unless_asked(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "old.txt").write_text("old")
@@ -227,6 +252,19 @@ def test_fit_writes_history_and_curves_and_resumes_after_an_interruption(tmp_pat
     assert {"loss", "learning_rate", "seconds"} <= set(history[0])
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert files == [HISTORY_FILE, LEARNING_CURVES_FILE]
+
+
+def test_resuming_with_another_model_is_a_user_error_that_keeps_the_checkpoint(tmp_path):
+    x, y = _tiny_data()
+    with pytest.raises(KeyboardInterrupt):
+        with RunFolder(tmp_path / "run") as run:
+            fit(_tiny_model(), (x, y), run, epochs=3, batch_size=16, quiet=True, callbacks=[_Stop(0)])
+    wider = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16), keras.layers.Dense(2)])
+    wider.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(UserError, match="does not fit this model.*flags of the interrupted run"):
+        with RunFolder(tmp_path / "run", resume=True) as run:
+            fit(wider, (x, y), run, epochs=3, batch_size=16, quiet=True)
+    assert RunFolder(tmp_path / "run").completed_epochs() == 1
 
 
 def test_same_seed_same_result(tmp_path):
@@ -395,3 +433,37 @@ def test_export_runs_like_the_model_and_load_model_errors(tmp_path):
     (tmp_path / "broken.keras").write_bytes(b"not a zip file")
     with pytest.raises(UserError, match="Could not load"):
         load_model(tmp_path / "broken.keras")
+
+
+def test_load_model_in_a_fresh_process_finds_the_library_classes(tmp_path):
+    # A saved model refers to our layers and, through its optimizer, our
+    # schedule; a new process has imported neither before loading it.
+    from keras_attention.finetune import WarmupSchedule
+    from keras_attention.layers import TransformerEncoder
+
+    inputs = keras.Input((3, 8))
+    model = keras.Model(inputs, keras.layers.Dense(2)(TransformerEncoder(16, num_heads=2)(inputs)))
+    model.compile(optimizer=keras.optimizers.Adam(WarmupSchedule(1e-3, warmup_steps=2, decay="inverse_sqrt")), loss="mse")
+    model.fit(np.ones((4, 3, 8)), np.zeros((4, 3, 2)), verbose=0)
+    model.save(tmp_path / "model.keras")
+    code = (
+        "import sys; from applications.common.serving import load_model; "
+        "print(type(load_model(sys.argv[1]).optimizer.learning_rate).__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "model.keras")],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_load_model_of_an_unknown_class_is_a_user_error(tmp_path):
+    @keras.saving.register_keras_serializable(package="elsewhere")
+    class Elsewhere(keras.layers.Dense):
+        pass
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, Elsewhere(2)(inputs)).save(tmp_path / "model.keras")
+    del keras.saving.get_custom_objects()["elsewhere>Elsewhere"]  # As in a process that lacks it.
+    with pytest.raises(UserError, match="Could not load .*Is it a run of this application"):
+        load_model(tmp_path / "model.keras")
