@@ -12,7 +12,7 @@
 
 import argparse
 
-from applications.common.arguments import positive_int
+from applications.common.arguments import non_negative_int, positive_int, positive_number
 
 DESCRIPTION = "Vision Transformer image classifier (digits, Fashion-MNIST, folders of images)"
 VERBS = ("train", "evaluate", "predict", "finetune", "export")
@@ -69,20 +69,20 @@ def add_arguments(parser, verb):
                           help="train on the first N examples only")
         model = parser.add_argument_group("model (default: the data set's recipe)")
         model.add_argument("--size", choices=("micro", "tiny", "small", "base"), help="named ViT size")
-        model.add_argument("--patch-size", type=int)
+        model.add_argument("--patch-size", type=positive_int)
         model.add_argument("--pooling", choices=("cls", "mean"), help="class token or mean of patch tokens")
         model.add_argument("--stem-filters", type=_filters, metavar="F,F",
                            help="a convolutional stem: the filters of each stride-2 layer (0: none)")
-        model.add_argument("--hidden-dim", type=int)
-        model.add_argument("--num-layers", type=int)
-        model.add_argument("--num-heads", type=int)
-        model.add_argument("--intermediate-dim", type=int)
+        model.add_argument("--hidden-dim", type=positive_int)
+        model.add_argument("--num-layers", type=positive_int)
+        model.add_argument("--num-heads", type=positive_int)
+        model.add_argument("--intermediate-dim", type=positive_int)
         model.add_argument("--dropout", type=_fraction)
         model.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction,
                            help="predict the mean over each image and its mirror image")
         training = parser.add_argument_group("training")
-        training.add_argument("--learning-rate", type=_fraction, help="peak of the warmup-cosine schedule")
-        training.add_argument("--warmup-epochs", type=int)
+        training.add_argument("--learning-rate", type=positive_number, help="peak of the warmup-cosine schedule")
+        training.add_argument("--warmup-epochs", type=non_negative_int)
         training.add_argument("--weight-decay", type=_fraction)
         training.add_argument("--label-smoothing", type=_fraction)
         augmentation = parser.add_argument_group("augmentation")
@@ -99,7 +99,7 @@ def add_arguments(parser, verb):
                                   help="CutMix with this factor")
     if verb == "predict":
         parser.add_argument("files", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-        parser.add_argument("--top-k", type=int, default=3, help="labels to show per image (default: 3)")
+        parser.add_argument("--top-k", type=positive_int, default=3, help="labels to show per image (default: 3)")
         parser.add_argument("--attention", metavar="DIR",
                             help="write an attention-rollout picture per image to DIR")
 

@@ -64,12 +64,58 @@ def vit_settings(**settings):
             merged[key] = value
     if merged["pooling"] not in POOLINGS:
         raise UserError(f"Unknown pooling: {merged['pooling']!r}. Expected one of {POOLINGS}.")
+    # Checked here, before the run folder exists: a zero would fail deep in the layers, or
+    # (num_layers) only after a whole training run, when the attention rollout finds no block.
+    for key in ("hidden_dim", "num_layers", "num_heads", "intermediate_dim", "patch_size"):
+        value = merged[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"{key}={value!r}: expected a positive whole number (--{key.replace('_', '-')}).")
+    for key in ("dropout", "head_dropout"):
+        if not 0 <= merged[key] < 1:
+            raise UserError(f"{key}={merged[key]!r}: expected a rate in [0, 1).")
     if merged["hidden_dim"] % merged["num_heads"]:
         raise UserError(
             f"hidden_dim={merged['hidden_dim']} is not divisible by num_heads={merged['num_heads']}: "
             "choose a hidden_dim that is a multiple of num_heads."
         )
     return merged
+
+
+def patch_size_for(image_size, settings):
+    """The patch side of a ViT of `settings` (from `vit_settings`) at `image_size` (height, width).
+
+    The `patch_size` setting, else the side that makes about an 8x8 grid.
+
+    Example:
+    >>> patch_size_for((32, 32), vit_settings())
+    4
+    """
+    height, width = image_size
+    return settings["patch_size"] or max(min(height, width) // 8, 1)
+
+
+def check_image_size(image_size, settings):
+    """A `UserError` unless the patches of `settings` tile images of `image_size` (height, width).
+
+    `train` calls it before its run folder exists, so the flags' mistake leaves nothing behind
+    (the layer would only refuse the size when the model is built).
+
+    Example:
+    >>> check_image_size((1, 1), vit_settings(patch_size=2))
+    Traceback (most recent call last):
+    ...
+    applications.common.errors.UserError: The image size 1x1 is not divisible by the patch size 2: ...
+    """
+    height, width = image_size
+    patch_size = patch_size_for(image_size, settings)
+    if height % patch_size or width % patch_size:
+        fit_height = max(height // patch_size, 1) * patch_size
+        fit_width = max(width // patch_size, 1) * patch_size
+        raise UserError(
+            f"The image size {height}x{width} is not divisible by the patch size {patch_size}: "
+            f"give --image-size {fit_height}x{fit_width} (or another multiple of the patch size), "
+            "or a --patch-size that divides both sides."
+        )
 
 
 def build_vit(image_shape, num_classes, **settings):
@@ -107,7 +153,8 @@ def build_vit(image_shape, num_classes, **settings):
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}.")
     height, width = settings["image_size"] or (height, width)
-    patch_size = settings["patch_size"] or max(min(height, width) // 8, 1)
+    check_image_size((height, width), settings)
+    patch_size = patch_size_for((height, width), settings)
 
     # === Layers ===
     rescaling = keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name="rescaling")

@@ -31,7 +31,13 @@ from applications.common import (
 )
 from applications.image_classification import evaluation
 from applications.image_classification.data import ImageData, load_data, to_channels
-from applications.image_classification.model import build_vit, channels_of, image_size_of, vit_settings
+from applications.image_classification.model import (
+    build_vit,
+    channels_of,
+    check_image_size,
+    image_size_of,
+    vit_settings,
+)
 
 # === Settings ===
 # One recipe per data set; every entry can be overridden (flags or keyword
@@ -143,6 +149,12 @@ def recipe_for(data_name, **overrides):
         else:
             recipe["model"][key] = value
     recipe["model"] = vit_settings(**recipe["model"])  # Validates model settings.
+    # The schedule's numbers, which keras would take silently (a zero rate learns nothing).
+    if not recipe["learning_rate"] > 0:
+        raise UserError(f"learning_rate={recipe['learning_rate']!r}: expected a number > 0 (--learning-rate).")
+    warmup_epochs = recipe["warmup_epochs"]
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+        raise UserError(f"warmup_epochs={warmup_epochs!r}: expected a whole number >= 0 (--warmup-epochs).")
     return recipe
 
 
@@ -319,6 +331,9 @@ def train(
     x_test, y_test = data.get("test")
     if len(x_train) == 0:
         raise UserError(f"The data {data.name} has no training examples.")
+    if initial_model is None:
+        # Before the run folder: the patches must tile the images the new model will see.
+        check_image_size(recipe["model"]["image_size"] or x_train.shape[1:3], recipe["model"])
     num_classes = len(class_names)
     steps_per_epoch = math.ceil(len(x_train) / recipe["batch_size"])
 

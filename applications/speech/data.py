@@ -169,8 +169,17 @@ def transcribed_clips(path):
             f"--data {path}: no {TRANSCRIPT_FILE}. Expected a folder of WAV files with a "
             f"{TRANSCRIPT_FILE} of `file<TAB>text` lines (as `keras-attention synthesize` writes)."
         )
+    raw = transcript.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise UserError(
+            f"{transcript}, line {line}: byte 0x{raw[error.start]:02x} is not valid UTF-8 text. "
+            "Save the file as UTF-8 (for example with `iconv -f latin1 -t utf-8`)."
+        ) from None
     clips = []
-    for number, line in enumerate(transcript.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")

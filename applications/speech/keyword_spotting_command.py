@@ -14,6 +14,8 @@ The protocol is in `applications.common`'s docstring; the recipe is
 
 from pathlib import Path
 
+from applications.common.arguments import positive_int
+
 DESCRIPTION = "Keyword-Transformer classifier of spoken words (FSDD, Speech Commands, class folders of WAV files)"
 ATTENTION_FILE = "attention.png"
 
@@ -35,7 +37,8 @@ def add_arguments(parser, verb):
     if verb == "predict":
         parser.add_argument("files", nargs="+", metavar="WAV", help="WAV files (or folders of them) to classify")
         parser.add_argument("--attention", metavar="DIR", help="also write a picture of the attention for each file")
-        parser.add_argument("--top", type=int, default=1, help="print the TOP most likely keywords (default: 1)")
+        parser.add_argument("--top", type=positive_int, default=1,
+                            help="print the TOP most likely keywords (default: 1)")
 
 
 def run(verb, args):
@@ -130,14 +133,21 @@ def _train(args):
 def _evaluate(args):
     from applications.common import data as common_data
     from applications.common import serving
+    from applications.common.errors import UserError
     from applications.speech import data, keyword_spotting as recipe
 
+    split = args.split or "test"
+    if split == "validation":
+        # Keyword data is cut in two only (`data.split_clips`): training watches the test clips
+        # as its validation data, so there is no third part to evaluate.
+        raise UserError(
+            "--split validation: keyword-spotting data has no validation split (training reports "
+            "its validation scores on the test split). Use --split test, train or all."
+        )
     model = serving.load_model(args.model)
     config = {**recipe.settings(), **serving.load_settings(serving.model_path(args.model))}
     class_names = _class_names(config, args.model)
     path, _ = common_data.resolve_data(args.data or config.get("data"), data.KNOWN_KEYWORD_DATA, default="fsdd")
-    split = args.split or "test"
-    split = "test" if split == "validation" else split
     holdout = args.holdout_speaker if args.holdout_speaker is not None else (
         config.get("holdout_speaker") if str(path) == config.get("data") else None)
     waveforms, clips = recipe.load_split(path, split, config, holdout)
@@ -182,7 +192,7 @@ def _predict(args):
     files = _wav_files(args.files)
     waveforms = recipe.read_clips(files, config)
     probabilities = recipe.predict_probabilities(model, waveforms, args.batch_size or config["batch_size"])
-    top = max(1, min(args.top, len(class_names)))
+    top = min(args.top, len(class_names))
     predictions = []
     for path, row in zip(files, probabilities):
         order = row.argsort()[::-1][:top]

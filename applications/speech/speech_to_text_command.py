@@ -132,13 +132,19 @@ def _train(args):
 
 def _evaluate(args):
     from applications.common import serving
+    from applications.common.errors import UserError
     from applications.speech import data, speech_to_text as recipe
 
+    split = args.split or "test"
+    if split == "validation":
+        # As keyword spotting: a corpus is cut into train and test only.
+        raise UserError(
+            "--split validation: speech-to-text data has no validation split (training reports "
+            "its validation scores on the test split). Use --split test, train or all."
+        )
     model = serving.load_model(args.model)
     config = {**recipe.settings(), **serving.load_settings(serving.model_path(args.model))}
     decoders = ("greedy", "beam") if args.decoder in (None, "both") else (args.decoder,)
-    split = args.split or "test"
-    split = "test" if split == "validation" else split
     spec = args.data or config.get("data") or data.ESPEAK_DIGITS.name
     if spec == data.FSDD.name or data.is_fsdd(Path(spec)):
         path = _fsdd_path() if spec == data.FSDD.name else Path(spec)

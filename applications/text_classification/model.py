@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from applications.common.errors import UserError
 from keras_attention.heads import ClassificationHead
 from keras_attention.layers import TokenAndPositionEmbedding
 from keras_attention.layers import TransformerEncoder
@@ -29,9 +30,33 @@ PAD_TOKEN = "[PAD]"  # id 0: padding, masked everywhere downstream
 UNK_TOKEN = "[UNK]"  # id 1: what no piece of the vocabulary covers
 MASK_TOKEN = "[MASK]"  # id 2 in a pretraining vocabulary: what masked-LM pretraining hides
 RESERVED_TOKENS = [PAD_TOKEN, UNK_TOKEN]
+# Learned entries a vocabulary must have room for after its reserved tokens. With fewer than
+# the reserved tokens the learner cuts `[UNK]` off and the tokenizer cannot be built; with the
+# reserved tokens alone every text is a row of `[UNK]`s. A useful vocabulary has thousands.
+MIN_LEARNED_PIECES = 8
 
 
 # === Vocabulary and tokenizer ===
+
+
+def check_vocabulary_size(vocabulary_size, reserved_tokens=RESERVED_TOKENS):
+    """A `UserError` unless a vocabulary of `vocabulary_size` holds `reserved_tokens` and a few pieces.
+
+    Example:
+    >>> check_vocabulary_size(10)
+    >>> check_vocabulary_size(9)
+    Traceback (most recent call last):
+    ...
+    applications.common.errors.UserError: --vocabulary-size 9 is too small: ...
+    """
+    smallest = len(reserved_tokens) + MIN_LEARNED_PIECES
+    if vocabulary_size < smallest:
+        raise UserError(
+            f"--vocabulary-size {vocabulary_size} is too small: the vocabulary starts with the "
+            f"{len(reserved_tokens)} reserved tokens {' '.join(reserved_tokens)} and needs room for "
+            f"learned pieces after them. Give --vocabulary-size {smallest} or more (a useful one has "
+            "thousands; the default is 8000)."
+        )
 
 
 def learn_vocabulary(texts, vocabulary_size, min_word_count=2, lowercase=True,
@@ -56,6 +81,7 @@ def learn_vocabulary(texts, vocabulary_size, min_word_count=2, lowercase=True,
     Returns:
         The vocabulary, a list of str: the reserved tokens, then pieces, then words.
     """
+    check_vocabulary_size(vocabulary_size, reserved_tokens)
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), dtype=tf.string))
     vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
         dataset.batch(1024),

@@ -12,7 +12,7 @@ masked-token accuracy. `pretrain` is not `VERB APPLICATION`: `cli.py` hands
 
 import sys
 
-from applications.common.arguments import positive_int, run_tool
+from applications.common.arguments import positive_int, positive_number, run_tool
 
 PROG = "keras-attention pretrain"
 DESCRIPTION = "pretrain the text-classification encoder as a masked language model on unlabeled sentences"
@@ -44,7 +44,7 @@ def add_arguments(parser):
     model.add_argument("--num-layers", type=positive_int, metavar="N")
     model.add_argument("--num-heads", type=positive_int, metavar="N")
     model.add_argument("--intermediate-dim", type=positive_int, metavar="N")
-    model.add_argument("--learning-rate", type=float, metavar="RATE",
+    model.add_argument("--learning-rate", type=positive_number, metavar="RATE",
                        help="peak of the schedule (default: 1e-3)")
 
 

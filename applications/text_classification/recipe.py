@@ -245,6 +245,15 @@ def train(
             f"Unknown settings: {', '.join(unknown)}. Expected some of {', '.join(SETTINGS)}."
         )
     finetuning = base_model is not None or encoder is not None
+    # Flag values the model cannot use, refused before the data is read and the run folder made.
+    if not finetuning:
+        model_lib.check_vocabulary_size(settings["vocabulary_size"])
+    if settings["num_heads"] > settings["hidden_dim"]:
+        raise UserError(
+            f"--num-heads {settings['num_heads']} is more than --hidden-dim {settings['hidden_dim']}: "
+            "each attention head needs at least one dimension of the width. Give at most "
+            f"{settings['hidden_dim']} heads, or a larger --hidden-dim."
+        )
     # A trained classifier continues gently. A pretrained encoder gets a new head that learns
     # from nothing: the training schedule (SST-2 validation slice, seed 0, 5 epochs: 79.2% at
     # 1e-3 against 66.2% at 3e-4, still climbing).

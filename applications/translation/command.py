@@ -14,7 +14,7 @@
 
 import argparse
 
-from applications.common.arguments import positive_int
+from applications.common.arguments import non_negative_int, positive_int, positive_number
 
 DESCRIPTION = "Transformer or RNN-with-attention translation (Multi30k, Tatoeba, line-aligned files, TSV)"
 VERBS = ("train", "evaluate", "predict", "finetune", "export")
@@ -62,13 +62,13 @@ def add_arguments(parser, verb):
         parser.add_argument("--max-examples", type=positive_int, metavar="N",
                             help="use the first N pairs only (quick checks)")
     if verb in ("train", "finetune"):
-        parser.add_argument("--max-minutes", type=_number, metavar="M",
+        parser.add_argument("--max-minutes", type=positive_number, metavar="M",
                             help="stop training after M minutes, then evaluate and save")
         parser.add_argument("--evaluate-examples", type=positive_int, metavar="N",
                             help="score the first N test pairs only at the end (default: all)")
         training = parser.add_argument_group("training")
-        training.add_argument("--learning-rate", type=_number, help="peak of the warmup schedule")
-        training.add_argument("--warmup-steps", type=int)
+        training.add_argument("--learning-rate", type=positive_number, help="peak of the warmup schedule")
+        training.add_argument("--warmup-steps", type=non_negative_int)
         training.add_argument("--label-smoothing", type=_fraction)
     if verb == "train":
         training.add_argument("--decay", choices=("cosine", "linear", "inverse_sqrt", "constant"),

@@ -67,6 +67,32 @@ SEARCH = dict(beam_width=4, length_penalty=0.6)  # For the final test scores.
 ALIGNMENT_SENTENCE = "A man in an orange hat starring at something."
 
 
+def check_settings(architecture, model_settings, max_minutes=None):
+    """Refuse, before any data is read, settings the network or the schedule cannot use.
+
+    The networks would refuse them too, but only once the vocabulary is learned, and with a
+    `ValueError` about constructor arguments rather than the flags.
+    """
+    for name in ("hidden_dim", "num_layers", "num_heads", "intermediate_dim", "embedding_dim", "units"):
+        value = model_settings.get(name)
+        if name in model_settings and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"--{name.replace('_', '-')} {value!r}: expected a positive whole number.")
+    if architecture == "transformer" and model_settings["hidden_dim"] % model_settings["num_heads"]:
+        hidden_dim, num_heads = model_settings["hidden_dim"], model_settings["num_heads"]
+        raise UserError(
+            f"--hidden-dim {hidden_dim} is not divisible by --num-heads {num_heads}: each attention head "
+            f"takes an equal share of the width. Give a --hidden-dim that is a multiple of --num-heads "
+            f"(such as {-(-hidden_dim // num_heads) * num_heads}), or a --num-heads that divides it."
+        )
+    if architecture == "rnn-attention" and model_settings["units"] % 2:
+        raise UserError(
+            f"--units {model_settings['units']} is odd: the bidirectional encoder gives each direction "
+            "half of the decoder's units. Give an even --units."
+        )
+    if max_minutes is not None and not max_minutes > 0:
+        raise UserError(f"--max-minutes {max_minutes!r}: expected a number of minutes > 0.")
+
+
 # === Vocabularies and tokenizers ===
 def build_tokenizers(corpus, vocabulary_size, shared):
     """Learn the SentencePiece vocabularies of a training corpus; returns the two tokenizers."""
@@ -254,6 +280,7 @@ def train(data=None, output=None, source="en", target="de", architecture=ARCHITE
     recipe.update({k: v for k, v in dict(epochs=epochs, learning_rate=learning_rate, warmup_steps=warmup_steps,
                                          decay=decay).items() if v is not None})
     model_settings = dict(MODELS[architecture], **(model or {}))
+    check_settings(architecture, model_settings, max_minutes)
     vocabulary_size = vocabulary_size or VOCABULARY_SIZE
     shared_vocabulary = SHARED_VOCABULARY if shared_vocabulary is None else shared_vocabulary
     sequence_length = sequence_length or SEQUENCE_LENGTH

@@ -16,9 +16,12 @@ unknown token (printed as ` ⁇ `).
 """
 
 import io
+import re
 
 import keras_hub
 import tensorflow as tf
+
+from applications.common import UserError
 
 PAD, UNKNOWN, START, END = "<pad>", "<unk>", "<s>", "</s>"
 PAD_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -46,21 +49,34 @@ def learn_vocabulary(sentences, vocabulary_size):
     import sentencepiece
 
     model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter([s for s in sentences if s]),
-        model_writer=model,
-        vocab_size=vocabulary_size,
-        model_type="unigram",
-        character_coverage=1.0,
-        hard_vocab_limit=False,
-        normalization_rule_name="nmt_nfkc",
-        pad_id=PAD_ID,
-        unk_id=UNKNOWN_ID,
-        bos_id=START_ID,
-        eos_id=END_ID,
-        num_threads=2,
-        minloglevel=2,  # Errors only: no settings dump on stderr.
-    )
+    try:
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter([s for s in sentences if s]),
+            model_writer=model,
+            vocab_size=vocabulary_size,
+            model_type="unigram",
+            character_coverage=1.0,
+            hard_vocab_limit=False,
+            normalization_rule_name="nmt_nfkc",
+            pad_id=PAD_ID,
+            unk_id=UNKNOWN_ID,
+            bos_id=START_ID,
+            eos_id=END_ID,
+            num_threads=2,
+            minloglevel=2,  # Errors only: no settings dump on stderr.
+        )
+    except RuntimeError as error:
+        # Every character needs a piece (`character_coverage=1.0`), and `hard_vocab_limit=False`
+        # does not lift that floor: "Vocabulary size is smaller than required_chars. 5 vs 69."
+        # The floor depends on the text, so it is known only here.
+        required = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(error))
+        if required is None:
+            raise
+        raise UserError(
+            f"--vocabulary-size {vocabulary_size} is too small for the training text: its characters "
+            f"and the 4 special tokens need {required.group(1)} pieces. Give --vocabulary-size "
+            f"{required.group(1)} or more (the default is 8000)."
+        ) from None
     return model.getvalue()
 
 

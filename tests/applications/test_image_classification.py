@@ -30,6 +30,7 @@ from applications.image_classification import (
     train,
 )
 from applications.image_classification.data import FASHION_MNIST
+from applications.image_classification.recipe import recipe_for
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 FAST = dict(size="micro", patch_size=2, warmup_epochs=1, batch_size=64, quiet=True)
@@ -333,6 +334,42 @@ def test_vit_settings_are_validated():
         build_vit((8, 8, 1), 2, depth=3)
     with pytest.raises(ValueError, match="at least 2 classes"):
         build_vit((8, 8, 1), 1)
+    with pytest.raises(UserError, match="num_heads=0: expected a positive whole number"):
+        build_vit((8, 8, 1), 2, num_heads=0)  # Was a ZeroDivisionError.
+    with pytest.raises(UserError, match="num_layers=0: expected a positive whole number"):
+        build_vit((8, 8, 1), 2, num_layers=0)
+    with pytest.raises(UserError, match="dropout=1.5: expected a rate"):
+        build_vit((8, 8, 1), 2, dropout=1.5)
+    with pytest.raises(UserError, match="image size 9x9 is not divisible by the patch size 2: give --image-size 8x8"):
+        build_vit((8, 8, 1), 2, image_size=(9, 9), patch_size=2)
+    with pytest.raises(UserError, match="learning_rate=0"):
+        recipe_for("digits", learning_rate=0.0)
+    with pytest.raises(UserError, match="warmup_epochs=-5"):
+        recipe_for("digits", warmup_epochs=-5)
+
+
+def test_bad_model_and_schedule_flags_are_refused_before_training(tmp_path, capsys):
+    output = tmp_path / "run"
+    train_command = ["train", "image-classification", "--output", str(output), "--quiet"]
+    # Values wrong by themselves: argparse refuses them (exit status 2).
+    for flag, value in (("--num-heads", "0"), ("--num-layers", "0"), ("--num-layers", "-1"),
+                        ("--intermediate-dim", "0"), ("--hidden-dim", "0"), ("--patch-size", "0"),
+                        ("--warmup-epochs", "-5"), ("--learning-rate", "0")):
+        assert cli.main([*train_command, flag, value]) == 2, flag
+        error = capsys.readouterr().err
+        assert f"argument {flag}: expected" in error and "Traceback" not in error
+    assert cli.main(["predict", "image-classification", "--model", str(tmp_path / "missing"), "digit.png",
+                     "--top-k", "0"]) == 2
+    assert "argument --top-k: expected a positive whole number" in capsys.readouterr().err
+    # Values wrong together or for the data: one line, exit status 1, before any training.
+    for flags, message in (
+        (["--image-size", "1"], "The image size 1x1 is not divisible by the patch size 2: give --image-size 2x2"),
+        (["--hidden-dim", "10", "--num-heads", "4"], "hidden_dim=10 is not divisible by num_heads=4"),
+    ):
+        assert cli.main([*train_command, *flags]) == 1
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"keras-attention: error: {message}") and "\n" not in error
+    assert list(tmp_path.iterdir()) == []  # No run folder, no .run.partial.
 
 
 # === Training and using a run ===

@@ -118,6 +118,19 @@ def test_keyword_spotting_bad_inputs_are_one_line_errors(speech_cli, kws_run, tm
     assert "not a readable PCM WAV" in errors[0] and "empty" in errors[1] and "600.0 s" in errors[2]
 
 
+def test_keyword_spotting_refuses_a_split_it_lacks_and_a_top_below_one(speech_cli, tmp_path, capsys):
+    missing = str(tmp_path / "missing")  # Refused before the model is looked for.
+    assert speech_cli(["evaluate", "keyword-spotting", "--model", missing, "--split", "validation"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("keras-attention: error: --split validation: keyword-spotting data has no "
+                            "validation split") and error.endswith("Use --split test, train or all.")
+    assert speech_cli(["evaluate", "speech-to-text", "--model", missing, "--split", "validation"]) == 1
+    assert "speech-to-text data has no validation split" in capsys.readouterr().err
+    for top in ("0", "-2"):
+        assert speech_cli(["predict", "keyword-spotting", "--model", missing, "clip.wav", "--top", top]) == 2
+        assert f"argument --top: expected a positive whole number, received '{top}'" in capsys.readouterr().err
+
+
 def test_keyword_spotting_stereo_44k_file_is_classified(speech_cli, kws_run, fsdd_subset, tmp_path, capsys):
     waveform, _ = audio.read_wav(fsdd_subset / "recordings" / "1_jackson_0.wav", 44100)
     stereo = tmp_path / "stereo.wav"

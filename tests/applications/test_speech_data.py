@@ -78,6 +78,14 @@ def test_transcripts_file(tmp_path):
         data.transcribed_clips(tmp_path / "elsewhere")
 
 
+def test_a_transcripts_file_that_is_not_utf8_names_the_line(tmp_path):
+    audio.write_wav(tmp_path / "a.wav", np.zeros(800), 8000)
+    (tmp_path / "transcripts.tsv").write_bytes("a.wav\tthree\nb.wav\tcaf\u00e9\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"transcripts.tsv, line 2: byte 0xe9 is not valid UTF-8 text\. "
+                                        r"Save the file as UTF-8"):
+        data.transcribed_clips(tmp_path)
+
+
 def test_joined_fsdd_sequences_are_transcribed_with_digit_words(fsdd):
     clips = [c for c in data.fsdd_clips(fsdd) if c.speaker == "jackson"]
     waveforms, texts, speakers = data.join_digit_recordings(clips, 4, 8000, 3, 5, seed=0)

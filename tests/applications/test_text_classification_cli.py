@@ -176,3 +176,21 @@ def test_predict_without_text_and_missing_model(run_dir, tmp_path, capsys):
 def test_bad_flag_value(capsys):
     status, _, err = run_cli(capsys, "train", "text-classification", "--pooling", "median")
     assert status == 2 and "invalid choice: 'median'" in err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--vocabulary-size", "1"], "--vocabulary-size 1 is too small: the vocabulary starts with the 2 "
+         "reserved tokens [PAD] [UNK]"),
+        (["--vocabulary-size", "9"], "Give --vocabulary-size 10 or more"),
+        (["--hidden-dim", "2", "--num-heads", "4"], "--num-heads 4 is more than --hidden-dim 2"),
+    ],
+    ids=["vocabulary-1", "vocabulary-9", "heads-wider-than-width"],
+)
+def test_train_refuses_model_flags_the_model_cannot_use(tmp_path, capsys, flags, message):
+    output = tmp_path / "run"
+    status, _, err = run_cli(capsys, "train", "text-classification", "--data", "sms-spam",
+                             "--output", output, *flags)
+    one_line_error(status, err, message)
+    assert list(tmp_path.iterdir()) == []  # Refused before the run folder, .run.partial included.

@@ -238,3 +238,23 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "--hidden-dim do not apply" in capsys.readouterr().err
     assert main(["predict", "translation", "--model", str(tmp_path / "missing"), "Hello."]) == 1
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_cli_refuses_bad_model_and_schedule_flags_before_training(tmp_path, capsys):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"A man with {i} dogs.\tEin Mann mit {i} Hunden.\n" for i in range(30)))
+    train = ["train", "translation", "--data", str(pairs), "--output", str(tmp_path / "run"), "--quiet"]
+    for flags, message in (
+        (["--num-heads", "3", "--hidden-dim", "16"],
+         "--hidden-dim 16 is not divisible by --num-heads 3: each attention head takes an equal share"),
+        (["--architecture", "rnn-attention", "--units", "15"], "--units 15 is odd"),
+        # Known only once the vocabulary learner has counted the characters of the text.
+        (["--vocabulary-size", "5", *TINY_TRANSFORMER], "--vocabulary-size 5 is too small for the training text"),
+    ):
+        assert main([*train, *flags]) == 1
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"keras-attention: error: {message}") and "\n" not in error
+    assert "Give --vocabulary-size" in error
+    assert main([*train, "--max-minutes", "-1"]) == 2
+    assert "argument --max-minutes: expected a number > 0, received '-1'" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pairs.tsv"]  # No run, no .run.partial.
