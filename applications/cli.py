@@ -138,6 +138,20 @@ def check_json_path(path):
         raise UserError(f"--json {path}: the folder {path.parent} does not exist. Create it first.")
 
 
+def check_application(model, verb, name):
+    """`--model` must be a run of application `name` (runs record theirs in settings.json)."""
+    from applications.common.serving import load_settings
+
+    if not Path(model).expanduser().exists():
+        return  # The application says what is missing.
+    recorded = load_settings(model).get("application")
+    if recorded is not None and recorded != name:
+        raise UserError(
+            f"--model {model} is a run of {recorded}, not of {name}. Use: keras-attention {verb} "
+            f"{recorded} --model {model} ..."
+        )
+
+
 def _run_tool(name, argv):
     _import_keras_quietly()
     try:
@@ -185,6 +199,8 @@ def main(argv=None):
         if getattr(args, "json", None):
             check_json_path(args.json)  # Before the work, not after it.
         _import_keras_quietly()
+        if getattr(args, "model", None):
+            check_application(args.model, verb, name)
         if verb in ("train", "finetune"):
             from applications.common.runtime import training_runtime
 

@@ -118,7 +118,8 @@ def _train(args):
                    if history else 0.0, **results}
         results.update(tuning.metrics if tuning else {})
         (tuning.export(serving_model) if tuning else serving_model).save(run.file(run_folder.MODEL_FILE))
-        record = {**config, "epochs": epochs, "class_names": class_names, "data": str(path),
+        record = {"application": "keyword-spotting", **config, "epochs": epochs,
+                  "class_names": class_names, "data": str(path),
                   "holdout_speaker": args.holdout_speaker, "extra_data": args.extra_data,
                   "extra_clips": len(extra_clips), "seed": args.seed,
                   **runtime_settings()}

@@ -119,7 +119,8 @@ def _train(args):
             results.update({f"{name}_{key}": value for key, value in scores.items()})
         results.update(tuning.metrics if tuning else {})
         (tuning.export(serving_model) if tuning else serving_model).save(run.file(run_folder.MODEL_FILE))
-        record = {**config, "epochs": epochs, "data": str(corpus), "seed": args.seed,
+        record = {"application": "speech-to-text", **config, "epochs": epochs, "data": str(corpus),
+                  "seed": args.seed,
                   **runtime_settings()}
         run_folder.write_json(run.file(run_folder.SETTINGS_FILE), record)
         run_folder.write_json(run.file(run_folder.METRICS_FILE), results)

@@ -346,6 +346,7 @@ def train(
             **(tuning.metrics if tuning is not None else {}),
         }
         run_settings = {
+            "application": "text-classification",
             **settings,
             "data": str(data),
             "epochs": epochs,

@@ -323,7 +323,8 @@ def train(data=None, output=None, source="en", target="de", architecture=ARCHITE
         training_seconds = time.perf_counter() - training_start
 
         settings = dict(
-            architecture=architecture, model=model_settings, data=str(data) if data else "multi30k",
+            application="translation", architecture=architecture, model=model_settings,
+            data=str(data) if data else "multi30k",
             source_language=source, target_language=target, vocabulary_size=vocabulary_size,
             shared_vocabulary=shared_vocabulary, source_vocabulary=source_tokenizer.vocabulary_size(),
             target_vocabulary=target_tokenizer.vocabulary_size(), sequence_length=sequence_length,

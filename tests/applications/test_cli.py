@@ -113,6 +113,21 @@ def test_an_unwritable_json_file_is_refused_before_the_work(fake_app, tmp_path, 
     assert fake_app.calls == [] and sorted(tmp_path.iterdir()) == []
 
 
+def test_a_run_of_another_application_is_refused_with_the_command_that_fits(fake_app, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_text("not read")
+    (run / "settings.json").write_text('{"application": "image-classification"}')
+    line = _one_line_error(capsys, cli.main(["evaluate", "fake", "--model", str(run)]), 1)
+    assert line == (
+        f"keras-attention: error: --model {run} is a run of image-classification, not of fake. "
+        f"Use: keras-attention evaluate image-classification --model {run} ..."
+    )
+    (run / "settings.json").write_text('{"application": "fake"}')
+    assert cli.main(["evaluate", "fake", "--model", str(run)]) == 0
+    assert fake_app.calls[-1][0] == "evaluate"
+
+
 def test_a_user_error_is_one_line_and_exit_1(fake_app, capsys):
     line = _one_line_error(capsys, cli.main(["train", "fake", "--fail"]), 1)
     assert line == "keras-attention: error: the data file is empty: add examples"

@@ -78,6 +78,7 @@ def test_keyword_spotting_learns_on_real_recordings(kws_run):
     assert metrics["test_accuracy"] >= KWS_MIN_ACCURACY, metrics
     settings = json.loads((kws_run / "settings.json").read_text())
     assert settings["class_names"] == ["0", "1", "2"]
+    assert settings["application"] == "keyword-spotting"
 
 
 def test_keyword_spotting_reload_evaluate_and_predict(speech_cli, kws_run, fsdd_subset, tmp_path, capsys):
@@ -243,6 +244,9 @@ def test_speech_to_text_train_evaluate_predict(speech_cli, corpus, tmp_path, cap
     assert (run / "attention.png").stat().st_size > 1000
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     assert model.output_shape[-1] == len(stt.VOCABULARY) + 1
+    capsys.readouterr()
+    assert speech_cli(["evaluate", "keyword-spotting", "--model", str(run)]) == 1  # The wrong application.
+    assert f"--model {run} is a run of speech-to-text, not of keyword-spotting." in capsys.readouterr().err
 
     report = tmp_path / "e.json"
     assert speech_cli(["evaluate", "speech-to-text", "--model", str(run), "--data", "fsdd",

@@ -55,7 +55,9 @@ def test_train_writes_a_run_that_learned(run_dir):
     # Always answering "ham" scores 0.866 accuracy and 0.46 macro-F1.
     assert metrics["accuracy"] >= 0.95, metrics
     assert metrics["macro_f1"] >= 0.85, metrics
-    assert json.loads((run_dir / "settings.json").read_text())["class_names"] == ["ham", "spam"]
+    settings = json.loads((run_dir / "settings.json").read_text())
+    assert settings["class_names"] == ["ham", "spam"]
+    assert settings["application"] == "text-classification"
 
 
 def test_saved_model_takes_raw_strings_after_reload(run_dir):

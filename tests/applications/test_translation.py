@@ -68,6 +68,7 @@ def test_training_learns_and_writes_a_complete_run(trained_run):
                  "test-greedy/hypotheses.de", "test-greedy/scores.json", "test-beam/hypotheses.de"):
         assert (trained_run / name).is_file(), name
     assert len((trained_run / "test-greedy" / "hypotheses.de").read_text().splitlines()) == 30
+    assert json.loads((trained_run / "settings.json").read_text())["application"] == "translation"
 
 
 def test_the_saved_model_translates_raw_strings_as_before(trained_run):
