@@ -152,6 +152,12 @@ def check_application(model, verb, name):
         )
 
 
+def _same_folder(output, model):
+    model = Path(model).expanduser()
+    folder = model.parent if model.is_file() else model
+    return Path(output).expanduser().resolve() == folder.resolve()
+
+
 def _run_tool(name, argv):
     _import_keras_quietly()
     try:
@@ -201,6 +207,8 @@ def main(argv=None):
         _import_keras_quietly()
         if getattr(args, "model", None):
             check_application(args.model, verb, name)
+        if verb == "export" and args.output and _same_folder(args.output, args.model):
+            raise UserError(f"--output {args.output} is the run being exported. Choose another --output.")
         if verb in ("train", "finetune"):
             from applications.common.runtime import training_runtime
 

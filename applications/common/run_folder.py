@@ -46,6 +46,19 @@ def _to_json(value):
     raise TypeError(f"Not JSON-serializable: {type(value).__name__}")
 
 
+def check_replaceable(path):
+    """`--overwrite` replaces a run or an export, never a folder of something else."""
+    path = Path(path)
+    if path.is_dir() and any(path.iterdir()):
+        if not any((path / name).exists() for name in (MODEL_FILE, SETTINGS_FILE, "saved_model.pb")):
+            raise UserError(
+                f"--overwrite: {path} is not a run or an export (it holds no {MODEL_FILE}, "
+                f"{SETTINGS_FILE} or saved_model.pb), so it is left alone. Choose another --output."
+            )
+    elif path.exists() and not path.is_dir():
+        raise UserError(f"--output {path} is a file, not a folder. Choose another --output.")
+
+
 class RunFolder:
     """The folder one training run writes, used as a context manager.
 
@@ -90,6 +103,7 @@ class RunFolder:
                 f"The run folder {self.path} already exists. Choose another --output, "
                 "or pass --overwrite to replace it."
             )
+        check_replaceable(self.path)
         if self.work.exists() and self.overwrite and not self.resume:
             shutil.rmtree(self.work)  # Start over, as the message below offers.
         if self.work.exists():

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from applications.common.errors import UserError
-from applications.common.run_folder import MODEL_FILE, SETTINGS_FILE, write_json
+from applications.common.run_folder import MODEL_FILE, SETTINGS_FILE, check_replaceable, write_json
 
 
 def _is_saved_model(path):
@@ -137,6 +137,7 @@ def export_model(model, path, settings=None, input_signature=None, overwrite=Fal
         raise UserError(
             f"The export folder {path} already exists. Choose another --output or pass --overwrite."
         )
+    check_replaceable(path)
     work = path.parent / f".{path.name}.partial"
     shutil.rmtree(work, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -128,6 +128,16 @@ def test_a_run_of_another_application_is_refused_with_the_command_that_fits(fake
     assert fake_app.calls[-1][0] == "evaluate"
 
 
+def test_export_into_the_run_being_exported_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_text("not read")
+    argv = ["export", "image-classification", "--model", str(run), "--output", str(run), "--overwrite"]
+    line = _one_line_error(capsys, cli.main(argv), 1)
+    assert line == f"keras-attention: error: --output {run} is the run being exported. Choose another --output."
+    assert sorted(p.name for p in run.iterdir()) == ["model.keras"]
+
+
 def test_a_user_error_is_one_line_and_exit_1(fake_app, capsys):
     line = _one_line_error(capsys, cli.main(["train", "fake", "--fail"]), 1)
     assert line == "keras-attention: error: the data file is empty: add examples"

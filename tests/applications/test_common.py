@@ -173,7 +173,7 @@ def test_a_failed_resume_keeps_the_checkpoint_even_on_a_user_error(tmp_path):
 
 def test_run_folder_refuses_to_replace_a_run_unless_asked(tmp_path):
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "old.txt").write_text("old")
+    (tmp_path / "run" / "settings.json").write_text("{}")
     with pytest.raises(UserError, match="already exists"):
         with RunFolder(tmp_path / "run"):
             pass
@@ -181,6 +181,18 @@ def test_run_folder_refuses_to_replace_a_run_unless_asked(tmp_path):
         run.file("new.txt").write_text("new")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_overwrite_leaves_a_folder_that_is_not_a_run_alone(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="is not a run or an export"):
+        with RunFolder(tmp_path / "notes", overwrite=True):
+            pass
+    with pytest.raises(UserError, match="is not a run or an export"):
+        export_model(_tiny_model(), tmp_path / "notes", overwrite=True)
+    assert (tmp_path / "notes" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
 
 
 def test_write_json_and_print_table(tmp_path, capsys):
