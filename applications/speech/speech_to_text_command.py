@@ -147,7 +147,9 @@ def _evaluate(args):
     config = {**recipe.settings(), **serving.load_settings(serving.model_path(args.model))}
     decoders = ("greedy", "beam") if args.decoder in (None, "both") else (args.decoder,)
     spec = args.data or config.get("data") or data.ESPEAK_DIGITS.name
-    if spec == data.FSDD.name or data.is_fsdd(Path(spec)):
+    # A corpus with transcripts is read as one, even if its clips are named as FSDD's (as train does).
+    transcribed = any((Path(spec) / part / data.TRANSCRIPT_FILE).exists() for part in ("", "train"))
+    if spec == data.FSDD.name or (data.is_fsdd(Path(spec)) and not transcribed):
         path = _fsdd_path() if spec == data.FSDD.name else Path(spec)
         speaker = args.holdout_speaker or config["holdout_speaker"]
         utterances = recipe.fsdd_sequences(path, {speaker}, config["fsdd_test_sequences"], config, seed=10_000)
