@@ -115,8 +115,8 @@ import importlib
 # Names -> the submodule defining them. Imported on first use (PEP 562), so the
 # command line's `--help` does not pay for importing keras.
 _EXPORTS = {
-    "data": ["SPLITS", "KnownDataSet", "RemoteFile", "check_split", "data_dir", "download",
-             "resolve_data", "sha256_of", "stratified_split"],
+    "data": ["SPLITS", "KnownDataSet", "RemoteFile", "check_split", "data_dir", "decode_lines",
+             "download", "resolve_data", "sha256_of", "stratified_split"],
     "errors": ["UserError"],
     "finetuning": ["FineTuning", "with_new_head"],
     "reporting": ["plot_learning_curves", "print_table", "read_history"],

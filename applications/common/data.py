@@ -164,6 +164,22 @@ def check_split(split, available):
     return split
 
 
+def decode_lines(raw, name):
+    """Split UTF-8 bytes into stripped lines; a `UserError` names the first bad line."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise UserError(
+            f"{name} is not UTF-8 text (line {line}, byte {error.start}). Convert it to UTF-8 "
+            "(for example with `iconv -f latin1 -t utf-8`)."
+        ) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.strip() for line in lines]
+
+
 def stratified_split(labels, fraction, seed=0):
     """Split indices into (rest, held_out), holding out `fraction` of each class.
 

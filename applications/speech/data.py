@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from applications.common.data import KnownDataSet
+from applications.common.data import KnownDataSet, decode_lines
 from applications.common.errors import UserError
 from applications.speech import audio
 
@@ -169,17 +169,8 @@ def transcribed_clips(path):
             f"--data {path}: no {TRANSCRIPT_FILE}. Expected a folder of WAV files with a "
             f"{TRANSCRIPT_FILE} of `file<TAB>text` lines (as `keras-attention synthesize` writes)."
         )
-    raw = transcript.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise UserError(
-            f"{transcript}, line {line}: byte 0x{raw[error.start]:02x} is not valid UTF-8 text. "
-            "Save the file as UTF-8 (for example with `iconv -f latin1 -t utf-8`)."
-        ) from None
     clips = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(decode_lines(transcript.read_bytes(), transcript), 1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")

@@ -13,7 +13,7 @@
 
 import argparse
 
-from applications.common.arguments import positive_int
+from applications.common.arguments import positive_int, positive_number
 
 DESCRIPTION = "Transformer text classifier (TSV/CSV, folders of .txt, SST-2, TREC, SMS spam)"
 VERBS = ("train", "evaluate", "predict", "finetune", "export")
@@ -26,16 +26,6 @@ def _fraction(text):
         raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), received {text!r}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, received {text!r}")
     return value
 
 
@@ -79,7 +69,7 @@ def add_arguments(parser, verb):
                             "new classifier, each starting from the pretrained encoder (default: 8)")
     if verb in ("train", "finetune"):
         training = parser.add_argument_group("training")
-        training.add_argument("--learning-rate", type=_positive_float, metavar="RATE",
+        training.add_argument("--learning-rate", type=positive_number, metavar="RATE",
                               help="peak of the schedule")
         training.add_argument("--patience", type=positive_int, metavar="N",
                               help="early stopping: epochs without a better validation accuracy")

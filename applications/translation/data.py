@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from applications.common import KnownDataSet, RemoteFile, UserError, check_split, resolve_data
+from applications.common import KnownDataSet, RemoteFile, UserError, check_split, decode_lines, resolve_data
 
 # === Settings ===
 DEFAULT_DATA = "multi30k"
@@ -126,22 +126,6 @@ def read_lines(path):
         except (OSError, EOFError) as error:
             raise UserError(f"{path} looks gzip-compressed but cannot be decompressed: {error}.") from None
     return decode_lines(raw, path)
-
-
-def decode_lines(raw, name):
-    """Split UTF-8 bytes into stripped lines; a `UserError` names the first bad line."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise UserError(
-            f"{name} is not UTF-8 text (line {line}, byte {error.start}). Convert it to UTF-8 "
-            "(for example with `iconv -f latin1 -t utf-8`)."
-        ) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.strip() for line in lines]
 
 
 def read_aligned_files(source_path, target_path, source_language, target_language):
