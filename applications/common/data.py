@@ -9,6 +9,7 @@ failed or corrupt download leaves no file behind).
 
 import dataclasses
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -101,12 +102,14 @@ def download(url, path, sha256=None, timeout=60):
                 f"original file at {path}."
             )
         os.replace(temporary, path)
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        if isinstance(error, UserError):
-            raise
+    except UserError:
+        raise
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
+        # HTTPException: a connection cut mid-body (IncompleteRead) is not an OSError.
         raise UserError(f"Could not download {url} to {path}: {error}.") from None
+    finally:
+        if os.path.exists(temporary):  # Whatever stopped it, Ctrl-C included.
+            os.remove(temporary)
     return path
 
 

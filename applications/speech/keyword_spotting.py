@@ -88,10 +88,9 @@ def clip_samples(config):
     return int(round(config["clip_seconds"] * config["sample_rate"]))
 
 
-def load_split(path, split, config, holdout_speaker=None, seed=0):
+def load_split(path, split, config, holdout_speaker=None):
     """`(waveforms (N, samples), clips)` of one split of a keyword data folder."""
-    clips = data.split_clips(data.keyword_clips(path), split, holdout_speaker,
-                             config["validation_fraction"], seed)
+    clips = data.split_clips(data.keyword_clips(path), split, holdout_speaker, config["validation_fraction"])
     if not clips:
         raise UserError(f"{path}: the {split!r} split holds no clips.")
     waveforms = data.load_clips(clips, config["sample_rate"], clip_samples(config), config["max_read_seconds"])

@@ -76,8 +76,8 @@ def _train(args):
         class_names = _class_names(config, args.model)
         config.update(epochs=recipe.FINETUNE_EPOCHS, learning_rate=recipe.FINETUNE_LEARNING_RATE)
     config["batch_size"] = args.batch_size or config["batch_size"]
-    train_waveforms, train_clips = recipe.load_split(path, "train", config, args.holdout_speaker, args.seed)
-    test_waveforms, test_clips = recipe.load_split(path, "test", config, args.holdout_speaker, args.seed)
+    train_waveforms, train_clips = recipe.load_split(path, "train", config, args.holdout_speaker)
+    test_waveforms, test_clips = recipe.load_split(path, "test", config, args.holdout_speaker)
     labels = sorted({clip.label for clip in train_clips})
     extra_clips = []
     if args.extra_data:
@@ -149,8 +149,11 @@ def _evaluate(args):
     config = {**recipe.settings(), **serving.load_settings(serving.model_path(args.model))}
     class_names = _class_names(config, args.model)
     path, _ = common_data.resolve_data(args.data or config.get("data"), data.KNOWN_KEYWORD_DATA, default="fsdd")
+    # The run's held-out speaker, when evaluating on the data it was trained on (however named).
+    trained_on = config.get("data")
+    same_data = trained_on is not None and Path(path).resolve() == Path(trained_on).resolve()
     holdout = args.holdout_speaker if args.holdout_speaker is not None else (
-        config.get("holdout_speaker") if str(path) == config.get("data") else None)
+        config.get("holdout_speaker") if same_data else None)
     waveforms, clips = recipe.load_split(path, split, config, holdout)
     labels = _class_indices(clips, class_names)
     results = recipe.evaluate(model, waveforms, labels, class_names, [clip.speaker for clip in clips],

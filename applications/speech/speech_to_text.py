@@ -133,11 +133,11 @@ def default_corpus(folder, config, seed=0):
     return folder
 
 
-def corpus_split(path, split, config, seed=0):
+def corpus_split(path, split, config):
     """The transcribed clips of one split of a corpus folder.
 
     A corpus with `train/` and `test/` parts uses them; a single corpus is
-    split at random (`validation_fraction` to the test split).
+    split at random (`data.SPLIT_SEED`, `validation_fraction` to the test split).
     """
     path = Path(path)
     if (path / "train" / data.TRANSCRIPT_FILE).exists() and (path / "test" / data.TRANSCRIPT_FILE).exists():
@@ -147,7 +147,7 @@ def corpus_split(path, split, config, seed=0):
     clips = data.transcribed_clips(path)
     if split == "all":
         return clips
-    order = np.random.default_rng(seed).permutation(len(clips))
+    order = np.random.default_rng(data.SPLIT_SEED).permutation(len(clips))
     held_out = set(order[: max(1, int(round(len(clips) * config["validation_fraction"])))].tolist())
     return [clip for i, clip in enumerate(clips) if (i in held_out) == (split == "test")]
 

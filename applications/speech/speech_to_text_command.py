@@ -88,8 +88,8 @@ def _train(args):
     epochs = args.epochs or config["epochs"]
 
     corpus = _corpus(args.data, config)
-    train_set = recipe.Utterances.from_clips(recipe.corpus_split(corpus, "train", config, args.seed), config)
-    test_sets = {"corpus": recipe.Utterances.from_clips(recipe.corpus_split(corpus, "test", config, args.seed), config)}
+    train_set = recipe.Utterances.from_clips(recipe.corpus_split(corpus, "train", config), config)
+    test_sets = {"corpus": recipe.Utterances.from_clips(recipe.corpus_split(corpus, "test", config), config)}
     if config["fsdd_train_sequences"] > 0:
         fsdd = _fsdd_path()
         speakers = {clip.speaker for clip in data.fsdd_clips(fsdd)}

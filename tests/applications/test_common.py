@@ -75,6 +75,25 @@ def test_download_of_a_missing_url_is_a_user_error(tmp_path):
     assert list(target.parent.iterdir()) == []
 
 
+@pytest.mark.parametrize("failure", ["cut", "interrupt"])
+def test_a_download_cut_or_interrupted_mid_body_leaves_no_file(monkeypatch, tmp_path, failure):
+    import http.client
+    import io
+    import urllib.request
+
+    class Response(io.BytesIO):
+        def read(self, size=-1):
+            if self.tell():  # The second chunk never comes.
+                raise http.client.IncompleteRead(b"", 10) if failure == "cut" else KeyboardInterrupt
+            return super().read(4)
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(b"12345678"))
+    target = tmp_path / "data" / "file.bin"
+    with pytest.raises(UserError if failure == "cut" else KeyboardInterrupt):
+        download("https://example.org/file.bin", target)
+    assert list(target.parent.iterdir()) == []
+
+
 def test_resolve_data_downloads_a_known_data_set_into_the_data_dir(monkeypatch, tmp_path):
     source, sha256 = _source(tmp_path)
     monkeypatch.setenv("KERAS_ATTENTION_DATA", str(tmp_path / "cache"))

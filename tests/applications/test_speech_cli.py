@@ -105,6 +105,20 @@ def test_keyword_spotting_reload_evaluate_and_predict(speech_cli, kws_run, fsdd_
     assert str(files[0]) in capsys.readouterr().out
 
 
+def test_keyword_spotting_evaluates_the_runs_held_out_speaker_however_the_data_is_named(
+        speech_cli, fsdd_subset, tmp_path, monkeypatch):
+    run = tmp_path / "holdout"
+    assert speech_cli(["train", "keyword-spotting", "--data", str(fsdd_subset), "--holdout-speaker", "nicolas",
+                       "--seed", "3", "--output", str(run), "--epochs", "1", "--quiet"]) == 0
+    monkeypatch.chdir(fsdd_subset.parent)
+    report = tmp_path / "evaluate.json"
+    assert speech_cli(["evaluate", "keyword-spotting", "--model", str(run), "--data", fsdd_subset.name,
+                       "--json", str(report), "--quiet"]) == 0
+    evaluated = json.loads(report.read_text())
+    assert evaluated["examples"] == 150  # All of nicolas's digits 0-2, none of jackson's.
+    assert evaluated["accuracy"] == pytest.approx(json.loads((run / "metrics.json").read_text())["test_accuracy"])
+
+
 def test_keyword_spotting_bad_inputs_are_one_line_errors(speech_cli, kws_run, tmp_path, capsys):
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF....WAVEfmt garbage")
