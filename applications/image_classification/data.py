@@ -316,7 +316,10 @@ def read_image_file(path, image_size=None, channels=None):
 def _convert(image, channels):
     if image.mode in ("I", "I;16", "F"):  # 16-bit or float gray: scale to 8 bits.
         values = np.asarray(image, dtype="float32")
-        top = 65535.0 if image.mode != "F" and values.max() > 255 else max(float(values.max()), 255.0)
+        # A 16-bit PNG opens as "I;16": its full scale, whatever this image's values. Plain
+        # "I" (32-bit) and "F" say nothing of their scale: 16 bits above 255, else 8.
+        sixteen_bits = image.mode == "I;16" or (image.mode == "I" and values.max() > 255)
+        top = 65535.0 if sixteen_bits else max(float(values.max()), 255.0)
         from PIL import Image
 
         image = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype("uint8"), "L")

@@ -172,6 +172,15 @@ def test_image_files_gray_for_rgb_rgb_for_gray_and_very_large(tmp_path):
         read_image_file(tmp_path / "missing.png")
 
 
+def test_a_16_bit_png_is_read_on_its_full_scale(tmp_path):
+    # Two 16-bit images differing in one pixel (240 or 256) read the same: about black.
+    for top in (240, 256):
+        path = tmp_path / f"gray16_{top}.png"
+        Image.fromarray(np.array([[0, 16], [128, top]], dtype="uint16")).save(path)
+        assert Image.open(path).mode == "I;16"
+        assert read_image_file(path, channels=1).max() <= 1
+
+
 def test_arrays():
     rng = np.random.default_rng(0)
     images = rng.random((40, 6, 6, 3))  # Floats in 0-1.
