@@ -8,6 +8,7 @@ empty, not a WAV file, cut short, silent of samples, too long) raises a
 `UserError` that names the file and says what to do.
 """
 
+import io
 import math
 import struct
 import wave
@@ -52,7 +53,7 @@ def read_wav(path, sample_rate=None, max_seconds=MAX_SECONDS):
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty (0 bytes); expected a PCM WAV file.")
     try:
-        with wave.open(str(path), "rb") as reader:
+        with _open_wav(path) as reader:
             channels = reader.getnchannels()
             width = reader.getsampwidth()
             rate = reader.getframerate()
@@ -81,6 +82,24 @@ def read_wav(path, sample_rate=None, max_seconds=MAX_SECONDS):
         waveform = resample(waveform, rate, sample_rate)
         rate = sample_rate
     return waveform.astype("float32"), rate
+
+
+def _open_wav(path):
+    """A `wave` reader of `path`, taking WAVE_FORMAT_EXTENSIBLE PCM as plain PCM.
+
+    ffmpeg and SoX write 24- and 32-bit PCM with the extensible header (format
+    tag 0xFFFE, the PCM subformat in a GUID), which `wave` refuses before
+    Python 3.12. Such a file is read with the tag set to plain PCM (1): the
+    samples are the same.
+    """
+    with open(path, "rb") as file:
+        head = file.read(4096)
+        at = head.find(b"fmt ")  # Tag at +8; the subformat GUID's first two bytes at +32.
+        if at < 0 or head[at + 8 : at + 10] != b"\xfe\xff" or head[at + 32 : at + 34] != b"\x01\x00":
+            return wave.open(str(path), "rb")
+        data = bytearray(head + file.read())
+    data[at + 8 : at + 10] = b"\x01\x00"
+    return wave.open(io.BytesIO(bytes(data)), "rb")
 
 
 def _decode(data, width):

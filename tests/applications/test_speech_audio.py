@@ -91,6 +91,20 @@ def test_float_wav_says_to_convert(tmp_path):
         audio.read_wav(path)
 
 
+def test_extensible_24_bit_pcm_reads_as_plain_pcm(tmp_path):
+    # The header ffmpeg and SoX write for 24-bit PCM: format tag 0xFFFE, PCM subformat GUID.
+    samples = np.array([0, 2**22, -(2**22), 2**23 - 1], "<i4")
+    data = b"".join(int(v).to_bytes(4, "little", signed=True)[:3] for v in samples)
+    guid = struct.pack("<IHH", 1, 0, 0x10) + bytes([0x80, 0, 0, 0xAA, 0, 0x38, 0x9B, 0x71])
+    fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 1, 8000, 24000, 3, 24, 22, 24, 4) + guid
+    body = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path = tmp_path / "extensible.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    waveform, rate = audio.read_wav(path)
+    assert rate == 8000
+    np.testing.assert_allclose(waveform, samples / 2.0**23, atol=1e-6)
+
+
 def test_truncated_file_keeps_the_samples_present(tmp_path):
     path = tmp_path / "cut.wav"
     _write_pcm(path, np.full((100, 1), 1000), 8000, 2)
