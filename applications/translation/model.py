@@ -536,12 +536,15 @@ class Translator(keras.Model):
                               end_token_id=tokenization.END_ID, pad_token_id=tokenization.PAD_ID)
         raise ValueError(f"Unknown search: {search!r}. Expected one of {SEARCHES}.")
 
-    def decoding_step(self, cached=True):
+    def decoding_step(self, cached=True, limit=None):
         """`next` for the searches: never padding or start, and no end as the first token.
 
         An empty translation of a non-empty sentence is never right, but
         under a weak model its one-token probability can beat every longer
         hypothesis, and beam search finds it (Stahlberg and Byrne, 2019).
+        With `limit`, each sentence ends at its own `output_caps` position:
+        its translation does not depend on the lengths of the others in the
+        batch.
         """
         step = self.seq2seq.next if cached else self.seq2seq.next_uncached
         vocabulary_size = self.seq2seq.target_vocabulary_size
@@ -549,11 +552,17 @@ class Translator(keras.Model):
         forbidden[[tokenization.PAD_ID, tokenization.START_ID]] = -1e9
         no_end = np.zeros((vocabulary_size,), "float32")
         no_end[tokenization.END_ID] = -1e9
+        end_only = np.full((vocabulary_size,), -1e9, "float32")
+        end_only[tokenization.END_ID] = 0.0
 
         def next(token_ids, cache, index):
             logits, hidden_states, cache = step(token_ids, cache, index)
             logits = ops.cast(logits, "float32") + forbidden
-            return ops.where(index <= 1, logits + no_end, logits), hidden_states, cache
+            logits = ops.where(index <= 1, logits + no_end, logits)
+            if limit is not None:
+                caps = output_caps(cache["encoder_padding_mask"], limit)  # [B]
+                logits = ops.where(ops.expand_dims(index >= caps, -1), end_only, logits)
+            return logits, hidden_states, cache
 
         return next
 
@@ -561,27 +570,37 @@ class Translator(keras.Model):
                  max_length=None):
         """Target ids `(B, L)` for source ids `(B, S)`: start, tokens, end, padding.
 
-        `L`, the start token plus the longest output, is `max_length`, by
-        default `min(sequence_length, 2 * S + 10)`: the decoder caches hold
-        `L` positions and every step costs in proportion to them.
+        By default a sentence of `s` tokens ends by position
+        `min(sequence_length - 1, 2 * s + 10)` (`output_caps`), whatever the
+        batch, and `L` is one more than the largest of those: the decoder
+        caches hold `L` positions and every step costs in proportion to them.
+        `max_length` instead fixes `L` for every sentence (for timing).
         """
         key = (search, beam_width, float(length_penalty), cached, max_length)
         if key not in self._generators.functions:
             searcher = self.search(search, beam_width, length_penalty)
-            next = self.decoding_step(cached)
             limit = self.sequence_length if max_length is None else min(max_length, self.sequence_length)
+            next = self.decoding_step(cached, limit=None if max_length else limit)
 
             @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)], reduce_retracing=True)
             def generate(encoder_token_ids):
                 batch_size = tf.shape(encoder_token_ids)[0]
-                length = limit if max_length else tf.minimum(limit, 2 * tf.shape(encoder_token_ids)[1] + 10)
+                caps = output_caps(encoder_token_ids != tokenization.PAD_ID, limit)
+                length = limit if max_length else tf.reduce_max(caps) + 1
                 prompt = tf.concat([tf.fill([batch_size, 1], tokenization.START_ID),
                                     tf.zeros([batch_size, length - 1], tf.int32)], axis=1)  # [B, L]
                 cache = self.seq2seq.start_cache(encoder_token_ids, prompt)
                 return searcher(next, prompt, cache=cache, index=1)
 
             self._generators.functions[key] = generate
-        return self._generators.functions[key](tf.convert_to_tensor(encoder_token_ids, tf.int32))
+        encoder_token_ids = tf.convert_to_tensor(encoder_token_ids, tf.int32)
+        if encoder_token_ids.shape[1] is not None and encoder_token_ids.shape[1] > self.sequence_length:
+            raise ValueError(
+                f"The sources are {encoder_token_ids.shape[1]} tokens long; the model takes at most "
+                f"{self.sequence_length}. Cut them, or use `translate`, which translates long "
+                "sentences in pieces."
+            )
+        return self._generators.functions[key](encoder_token_ids)
 
     def serving_function(self, search="greedy", beam_width=4, length_penalty=0.6):
         """A TensorFlow function from sentences `(B,)` to translations `(B,)`, for export.
@@ -705,6 +724,18 @@ class _FunctionCache:
 
     def __init__(self):
         self.functions = {}
+
+
+def output_caps(source_mask, limit):
+    """The position `(B,)` by which each sentence's translation ends.
+
+    `2 * s + 10` for a source of `s` tokens (`source_mask`, `(B, S)`, true on
+    real tokens), and at most `limit - 1`, so that the end token fits in
+    `limit` positions. A sentence's own length, not the batch's padded width:
+    its translation is the same alone or batched.
+    """
+    lengths = ops.sum(ops.cast(source_mask, "int32"), axis=1)  # [B]
+    return ops.minimum(limit - 1, 2 * lengths + 10)
 
 
 def split_at_words(token_ids, vocabulary, limit):

@@ -103,6 +103,27 @@ def test_rnn_cached_decoding_equals_recomputing_the_prefix(proto, attention):
 
 
 @pytest.mark.parametrize("architecture", ["transformer", "rnn-attention"])
+def test_a_translation_is_the_same_alone_and_batched_with_a_longer_sentence(proto, architecture):
+    # Untrained, the model never ends by itself: every output runs to its sentence's cap,
+    # 2 * s + 10 for its own length s, not for the batch's padded width.
+    size = tokenization.make_tokenizer(proto).vocabulary_size()
+    settings = dict(hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=32) if architecture == "transformer" \
+        else dict(embedding_dim=16, units=16)
+    translator = Translator(build_seq2seq(architecture, size, size, 40, **settings),
+                            tokenization.make_tokenizer(proto), tokenization.make_tokenizer(proto))
+    ids = source_ids(translator, ["A dog.", "A man in a blue shirt is riding a bike down the street."])
+    short = int((ids[0] > 0).sum())
+    for search in ("greedy", "beam"):
+        alone = np.asarray(translator.generate(ids[:1, :short], search, beam_width=2))[0]
+        batched = np.asarray(translator.generate(ids, search, beam_width=2))[0]
+        assert len(alone) == 2 * short + 11 and alone[-1] == tokenization.END_ID  # Start, tokens, end.
+        np.testing.assert_array_equal(batched[: len(alone)], alone)
+        assert not batched[len(alone):].any()
+    with pytest.raises(ValueError, match="at most 40"):
+        translator.generate(np.ones((1, 41), "int32"))
+
+
+@pytest.mark.parametrize("architecture", ["transformer", "rnn-attention"])
 def test_save_and_reload_keeps_weights_and_vocabularies(proto, architecture, tmp_path):
     translator = tiny_translator(proto, architecture)
     sentences = ["A man rides a bike.", "A dog."]
