@@ -135,8 +135,14 @@ def mask_generator(vocabulary, settings):
 def masked(generator, token_ids):
     """`(inputs, mask_ids, mask_weights)`: the model's inputs, targets and their weights."""
     out = generator(token_ids)
+    ids = tf.cast(out["token_ids"], "int32")
+    # keras_hub draws its random replacements from the whole vocabulary: a [PAD] (0) among
+    # them would hide a real position as padding. Such a draw becomes a piece instead.
+    first_piece = generator.mask_token_id + 1  # [PAD], [UNK], [MASK] come first.
+    pieces = tf.random.uniform(tf.shape(ids), first_piece, generator.vocabulary_size, dtype="int32")
+    ids = tf.where((ids == 0) & (tf.cast(token_ids, "int32") != 0), pieces, ids)
     inputs = {
-        "token_ids": tf.cast(out["token_ids"], "int32"),
+        "token_ids": ids,
         "mask_positions": tf.cast(out["mask_positions"], "int32"),
     }
     return inputs, tf.cast(out["mask_ids"], "int32"), tf.cast(out["mask_weights"], "float32")

@@ -11,6 +11,7 @@ import json
 
 import keras
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from applications import cli
@@ -185,3 +186,15 @@ def test_ensemble_size_needs_a_pretraining_run(capsys, tmp_path):
     status, _, err = run_cli(capsys, "finetune", "text-classification", "--from", tmp_path / "classifier",
                              "--data", "sst2", "--ensemble-size", "2", "--output", tmp_path / "out")
     one_line_error(status, err, "--ensemble-size", prog="keras-attention")
+
+
+def test_random_replacements_never_put_padding_inside_a_sentence():
+    # Every selected token replaced at random, over a vocabulary of [PAD], [UNK], [MASK]
+    # and one piece: keras_hub would draw [PAD] about a quarter of the time.
+    vocabulary = ["[PAD]", "[UNK]", "[MASK]", "word"]
+    generator = pretraining.mask_generator(vocabulary, {**pretraining.SETTINGS, "mask_rate": 1.0})
+    generator.mask_token_rate, generator.random_token_rate = 0.0, 1.0
+    token_ids = tf.constant([[3] * 8 + [0] * 4] * 16, "int32")
+    inputs, _, _ = pretraining.masked(generator, token_ids)
+    ids = inputs["token_ids"].numpy()
+    assert (ids[:, :8] != 0).all() and (ids[:, 8:] == 0).all()
