@@ -90,6 +90,9 @@ class FineTuning:
         if saved and saved != [policy]:
             # Each layer of a saved model carries its dtype policy; only new layers follow --precision.
             print(f"Note: the model computes in {', '.join(saved)} as it was trained; new layers use {policy}.")
+        # A model saved by a `frozen` or `gradual` run may hold frozen layers: every method
+        # starts from all of them trainable (`full` means every weight).
+        unfreeze(model)
         self._groups = block_groups(model, head)
         if self.method == "frozen":
             freeze(model)
@@ -120,10 +123,13 @@ class FineTuning:
         return layerwise_optimizer(optimizer, self._groups, self.layer_decay)
 
     def export(self, model):
-        """The model to save: with LoRA, a copy with the adapters merged into plain weights."""
-        from keras_attention.finetune import merge_lora
+        """The model to save, all trainable: with LoRA, a copy with the adapters merged in."""
+        from keras_attention.finetune import merge_lora, unfreeze
 
-        return merge_lora(model) if self.method == "lora" else model
+        if self.method == "lora":
+            return merge_lora(model)
+        unfreeze(model)  # Saved as a model to go on training, not frozen.
+        return model
 
 
 def block_groups(model, head):

@@ -250,9 +250,10 @@ def training_model(classifier):
 
 
 def _average(probabilities):
+    # float32 whatever the policy, as the heads' outputs: probabilities, not activations.
     if len(probabilities) == 1:
-        return keras.layers.Identity(name="ensemble")(probabilities[0])
-    return keras.layers.Average(name="ensemble")(probabilities)
+        return keras.layers.Identity(name="ensemble", dtype="float32")(probabilities[0])
+    return keras.layers.Average(name="ensemble", dtype="float32")(probabilities)
 
 
 def _member(

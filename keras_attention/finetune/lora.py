@@ -7,6 +7,7 @@ import tempfile
 import keras
 
 from keras_attention.finetune.freezing import matching_layers
+from keras_attention.finetune.freezing import unfreeze
 
 DEFAULT_TARGETS = ("query", "value")
 # keras's layers with `enable_lora`; `ReversibleEmbedding` is an `Embedding`.
@@ -95,14 +96,17 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
         for variable in layer.trainable_variables
         if variable.name.startswith("lora_")
     }
-    kept = {
-        id(variable)
-        for layer in (matching_layers(model, list(keep_trainable)) if keep_trainable else [])
-        for variable in layer.trainable_variables
-    }
+    kept_layers = matching_layers(model, list(keep_trainable)) if keep_trainable else []
+    kept = {id(variable) for layer in kept_layers for variable in layer.trainable_variables}
     for variable in model.trainable_variables:
         if id(variable) not in adapters and id(variable) not in kept:
             variable.trainable = False
+    # A frozen batch normalization must also stop updating its statistics, which it does
+    # in training mode whatever its variables: a frozen layer runs in inference mode.
+    kept_ids = {id(inner) for layer in kept_layers for inner in layer._flatten_layers(include_self=True)}
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization) and id(layer) not in kept_ids:
+            layer.trainable = False
     return adapted
 
 
@@ -193,7 +197,7 @@ def merge_lora(model):
                 os.makedirs(assets)
                 source.save_assets(assets)
                 target.load_assets(assets)
-    merged.trainable = True
+    unfreeze(merged)  # The frozen batch normalizations too (`trainable = True` stops at the model).
     return merged
 
 

@@ -118,6 +118,20 @@ def test_lora_merge_predicts_the_same_after_a_safe_reload(base_run, tmp_path):
         images[:32], verbose=0), atol=1e-3)
 
 
+def test_every_method_starts_from_a_trainable_model_and_saves_one():
+    # A `frozen` run saves frozen layers: a `full` run from it must train every weight.
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Dense(4, name="body")(inputs)))
+    model.get_layer("body").trainable = False
+    tuning = FineTuning("full")
+    tuning.prepare(model, head=("head",))
+    assert tuning.metrics["trainable_fraction"] == 1.0
+    frozen = FineTuning("frozen")
+    frozen.prepare(model, head=("head",))
+    assert not model.get_layer("body").trainable
+    assert frozen.export(model).get_layer("body").trainable
+
+
 def test_block_groups_top_down():
     inputs = keras.Input((4,))
     x = inputs

@@ -141,3 +141,13 @@ def test_ensemble_output_is_the_mean_of_its_members(vocabulary):
     np.testing.assert_allclose(classifier.predict(TEXTS[:4], verbose=0), outputs["ensemble"], atol=1e-6)
     # Members differ: each has its own initialization.
     assert not np.allclose(outputs["members"][:, 0], outputs["members"][:, 1])
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_probabilities_are_float32_under_mixed_precision(vocabulary, policy):
+    keras.config.set_dtype_policy(policy)
+    for ensemble_size in (1, 3):
+        classifier, _ = tiny_classifier(vocabulary, ensemble_size=ensemble_size)
+        probabilities = classifier.predict(TEXTS[:4], verbose=0)
+        assert probabilities.dtype == np.float32
+        np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-6)

@@ -191,3 +191,17 @@ def test_bad_arguments_raise(kwargs, message):
 
 def test_a_single_target_name_is_one_target():
     assert [layer.name for layer in apply_lora(make_model(), rank=2, targets="value")] == ["value"]
+
+
+def test_a_frozen_batch_normalization_keeps_its_statistics():
+    inputs = keras.Input((6, 16))
+    x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)(inputs, inputs)
+    x = keras.layers.BatchNormalization(name="norm")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling1D()(x)))
+    apply_lora(model, rank=2, keep_trainable=["head"])
+    statistics = [ops.convert_to_numpy(w).copy() for w in model.get_layer("norm").non_trainable_weights]
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(*data(), epochs=1, verbose=0)
+    for before, after in zip(statistics, model.get_layer("norm").non_trainable_weights):
+        np.testing.assert_array_equal(ops.convert_to_numpy(after), before)
+    assert merge_lora(model).get_layer("norm").trainable
