@@ -245,8 +245,9 @@ def _first_batch_check_off(model):
 def _evenly_split(dataset, model):
     """A dataset whose batches split evenly across the replicas of a distributed run.
 
-    Under R > 1 replicas each batch is cut to a multiple of R (the last batch of a
-    pass loses at most R - 1 examples) and a batch left empty is dropped. Keras's
+    Under R > 1 replicas each batch is cut to a multiple of R (with a batch size that
+    is a multiple of R, only the last batch of a pass loses examples, at most R - 1)
+    and a batch left empty is dropped. Keras's
     JAX trainer (3.15) shards every batch over the devices of its `DataParallel`
     distribution and fails on one that does not split (keras-team/keras#21167); its
     TensorFlow trainer takes the MEAN over replicas of the first validation batch
