@@ -266,6 +266,18 @@ def test_speech_to_text_train_evaluate_predict(speech_cli, corpus, tmp_path, cap
     assert speech_cli(["evaluate", "speech-to-text", "--model", str(run), "--data", "fsdd",
                        "--holdout-speaker", "george", "--decoder", "greedy", "--json", str(report), "--quiet"]) == 0
     assert json.loads(report.read_text())["examples"] == 6
+    # A transcribed folder is a corpus, even when its clips are named as FSDD's.
+    named = tmp_path / "named"
+    named.mkdir()
+    lines = []
+    for index, (source, text) in enumerate(
+            line.split("\t")[:2] for line in (corpus / "test" / "transcripts.tsv").read_text().splitlines()[:2]):
+        shutil.copy(corpus / "test" / source, named / f"0_jackson_{index}.wav")
+        lines.append(f"0_jackson_{index}.wav\t{text}")
+    (named / "transcripts.tsv").write_text("\n".join(lines) + "\n")
+    assert speech_cli(["evaluate", "speech-to-text", "--model", str(run), "--data", str(named), "--split", "all",
+                       "--decoder", "greedy", "--json", str(report), "--quiet"]) == 0
+    assert json.loads(report.read_text())["examples"] == 2
 
     clip = next((corpus / "test" / "clips").glob("*.wav"))
     long = tmp_path / "ten_minutes.wav"
