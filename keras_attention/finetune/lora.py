@@ -1,6 +1,5 @@
 """Low-rank adapters (LoRA) on the projections of attention layers."""
 
-import fnmatch
 import os
 import tempfile
 
@@ -74,15 +73,11 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
         targets = (targets,)
     if not model.built:
         raise ValueError("`apply_lora` needs a built model: call it on data or build it first.")
-    adapted = [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, ADAPTABLE)
-        and any(
-            layer.name == target or fnmatch.fnmatchcase(layer.path or "", target)
-            for target in targets
-        )
-    ]
+    try:
+        matched = matching_layers(model, list(targets))
+    except ValueError:  # No layer at all: the same answer as no adaptable one, below.
+        matched = []
+    adapted = [layer for layer in matched if isinstance(layer, ADAPTABLE)]
     if not adapted:
         raise ValueError(
             f"No Dense, EinsumDense or Embedding layer matches targets={tuple(targets)}. "
