@@ -68,7 +68,7 @@ def add_arguments(parser, verb):
         data.add_argument("--max-examples", type=positive_int, metavar="N",
                           help="train on the first N examples only")
         model = parser.add_argument_group("model (default: the data set's recipe)")
-        model.add_argument("--size", choices=("micro", "tiny", "small", "base"), help="named ViT size")
+        model.add_argument("--size", choices=("micro", "tiny", "small", "base", "large"), help="named ViT size")
         model.add_argument("--patch-size", type=positive_int)
         model.add_argument("--pooling", choices=("cls", "mean"), help="class token or mean of patch tokens")
         model.add_argument("--stem-filters", type=_filters, metavar="F,F",

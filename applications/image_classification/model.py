@@ -30,6 +30,8 @@ VIT_SIZES = {
     "small": dict(hidden_dim=128, num_layers=6, num_heads=4, intermediate_dim=256),
     # ViT-Ti-like width, for larger images and more compute: ~5M weights.
     "base": dict(hidden_dim=192, num_layers=12, num_heads=3, intermediate_dim=768),
+    # ViT-S widths, for a GPU: ~21M weights.
+    "large": dict(hidden_dim=384, num_layers=12, num_heads=6, intermediate_dim=1536),
 }
 # Everything `build_vit` accepts besides the image shape and class count.
 DEFAULTS = dict(

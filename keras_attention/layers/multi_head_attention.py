@@ -11,7 +11,7 @@ from keras_attention.ops.masks import compute_attention_mask
 from keras_attention.ops.masks import merge_masks
 from keras_attention.ops.masks import sliding_window_mask
 
-ATTENTION_IMPLEMENTATIONS = (None, "plain", "blocked")
+ATTENTION_IMPLEMENTATIONS = (None, "plain", "blocked", "fused")
 
 # The one attention axis supported, the sequence axis of `(B, T, dim)`
 # inputs, in the spellings keras accepts for it.
@@ -37,6 +37,9 @@ class MultiHeadAttention(keras.layers.Layer):
       (Shazeer, 2019). Defaults to `num_heads`, plain multi-head attention.
     - `attention_implementation="blocked"`: walk the keys in blocks with an
       online softmax, so no `(T, S)` matrix is held; for long sequences.
+      `"fused"`: the backend's fused kernel through
+      `keras.ops.dot_product_attention` (cuDNN flash attention under JAX on
+      a GPU, which the default picks there for float16 and bfloat16).
     - a key/value cache for incremental decoding, with the call convention
       of `keras_hub.layers.CachedMultiHeadAttention`. A step writes the new
       keys and values with one update of the cache and, for one query
@@ -87,9 +90,11 @@ class MultiHeadAttention(keras.layers.Layer):
         seed: int. Seed of the dropout. Defaults to `None`.
         num_key_value_heads: int. Number `K` of key/value heads; must divide
             `num_heads`. Defaults to `None`, which means `num_heads`.
-        attention_implementation: `None`, `"plain"` or `"blocked"`. `None`
-            picks the blocked path when `T * S >= 2048 * 2048` and neither the
-            scores nor dropout are needed. Defaults to `None`.
+        attention_implementation: `None`, `"plain"`, `"blocked"` or
+            `"fused"`. `None` picks, when neither the scores nor dropout are
+            needed: the fused path under JAX on a GPU for float16 and
+            bfloat16 without a mask; else the blocked path when
+            `T * S >= 2048 * 2048`; else the plain path. Defaults to `None`.
         **kwargs: base layer arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -226,10 +231,10 @@ class MultiHeadAttention(keras.layers.Layer):
                 f"`attention_implementation={attention_implementation!r}`. "
                 "Set only one of them."
             )
-        if dropout > 0 and "blocked" in (flash_choice, attention_implementation):
+        if dropout > 0 and {"blocked", "fused"} & {flash_choice, attention_implementation}:
             raise ValueError(
                 "Dropout on the attention scores needs them materialized, which "
-                "the memory-efficient (flash / blocked) path never does. Received: "
+                "the memory-efficient (flash / blocked / fused) paths never do. Received: "
                 f"dropout={dropout}, flash_attention={flash_attention}, "
                 f"attention_implementation={attention_implementation!r}. Set "
                 "dropout=0.0, or leave both at None."
@@ -374,10 +379,10 @@ class MultiHeadAttention(keras.layers.Layer):
                 f"cache=None, cache_update_index={cache_update_index!r}"
             )
         implementation = self._implementation()
-        if return_attention_scores and implementation == "blocked":
+        if return_attention_scores and implementation in ("blocked", "fused"):
             raise ValueError(
                 "`return_attention_scores=True` needs the (B, N, T, S) scores, "
-                "which the blocked (flash) path never holds. Received: "
+                f"which the {implementation} path never holds. Received: "
                 f"flash_attention={self.flash_attention}, "
                 f"attention_implementation={self.attention_implementation!r}. "
                 "Leave both at None to get the scores."

@@ -1,5 +1,6 @@
 """Backend-agnostic scaled dot-product attention on the (B, T, N, H) layout."""
 
+import keras
 from keras import ops
 
 from keras_attention.ops.blocked_attention import blocked_dot_product_attention
@@ -12,7 +13,13 @@ from keras_attention.ops.masks import merge_masks
 # keeps memory linear in S instead.
 AUTO_BLOCKED_MIN_LOGITS = 2048 * 2048
 
-IMPLEMENTATIONS = ("plain", "blocked")
+IMPLEMENTATIONS = ("plain", "blocked", "fused")
+
+# Under JAX, `keras.ops.dot_product_attention` runs cuDNN's fused (flash)
+# attention kernel on a GPU for float16 and bfloat16 inputs: it never writes
+# the (B, N, T, S) scores to memory, which the plain path spends most of
+# its time on once the matrix products run in half precision.
+AUTO_FUSED_DTYPES = ("float16", "bfloat16")
 
 
 def dot_product_attention(
@@ -37,13 +44,17 @@ def dot_product_attention(
     attention; `K = 1` is multi-query attention): each key/value head serves
     `G = N // K` consecutive query heads.
 
-    Two implementations give the same results: `"plain"` materializes the
+    Three implementations give the same results: `"plain"` materializes the
     `(B, N, T, S)` scores; `"blocked"` walks the keys in blocks of
     `block_size` with an online softmax, so memory grows linearly with `S`,
     and recomputes the blocks in the backward pass (FlashAttention-2). On a
     CPU (TensorFlow) the blocked path takes about 1.1-1.2 times the plain
     path's time for a training step, 1.3-1.4 times for the forward pass
     alone, and a fraction of its memory (`benchmarks/results/attention.md`).
+    `"fused"` hands the work to `keras.ops.dot_product_attention`, which
+    runs the backend's fused kernel where it has one (cuDNN's flash
+    attention under JAX on a GPU, for float16 and bfloat16) and its own
+    float32-softmax computation elsewhere.
 
     Args:
         query: tensor `(B, T, N, H)`.
@@ -57,9 +68,11 @@ def dot_product_attention(
             path makes this mask block by block, never as a `(T, S)`
             tensor. Defaults to `False`.
         scale: float. Multiplies the logits. Defaults to `1 / sqrt(H)`.
-        implementation: `None`, `"plain"` or `"blocked"`. `None` picks the
-            blocked path when `T * S >= 2048 * 2048` and scores are not
-            requested. Defaults to `None`.
+        implementation: `None`, `"plain"`, `"blocked"` or `"fused"`. `None`
+            picks, when scores are not requested: the fused path under JAX on
+            a GPU for float16 and bfloat16 inputs without mask or bias; else
+            the blocked path when `T * S >= 2048 * 2048`; else the plain
+            path. Defaults to `None`.
         block_size: int. Keys per block on the blocked path. Defaults to `512`.
         return_attention_scores: bool. Also return the `(B, N, T, S)`
             attention probabilities (plain path only). Defaults to `False`.
@@ -97,15 +110,27 @@ def dot_product_attention(
     bias = _standardize_rank4("bias", bias, None, query, key.shape[1])
 
     if implementation is None:
-        long_enough = _static_product(query.shape[1], key.shape[1]) >= AUTO_BLOCKED_MIN_LOGITS
-        implementation = "blocked" if long_enough and not return_attention_scores else "plain"
+        implementation = _auto_implementation(query, key, mask, bias, return_attention_scores)
+    if implementation != "plain" and return_attention_scores:
+        raise ValueError(
+            "`return_attention_scores=True` needs the (B, N, T, S) scores, "
+            f"which the {implementation} implementation never holds. Pass "
+            "implementation='plain' (or None) to get the scores."
+        )
+    if implementation == "fused":
+        fused_mask, has_visible_key = mask, None
+        if mask is not None:
+            # keras spreads a row with no visible key over the masked keys.
+            has_visible_key = ops.any(mask, axis=-1, keepdims=True)  # [B|1, N|1, T, 1]
+        if mask is not None and bias is not None:
+            # keras's PyTorch backend takes a mask or a bias, not both.
+            bias = ops.where(mask, bias, mask_fill_value(bias.dtype))
+            fused_mask = None
+        output = ops.dot_product_attention(
+            query, key, value, bias=bias, mask=fused_mask, scale=scale, is_causal=is_causal
+        )
+        return _zero_empty_rows(output, has_visible_key, False)
     if implementation == "blocked":
-        if return_attention_scores:
-            raise ValueError(
-                "`return_attention_scores=True` needs the (B, N, T, S) scores, "
-                "which the blocked implementation never holds. Pass "
-                "implementation='plain' (or None) to get the scores."
-            )
         # The blocked path makes the causal mask block by block: a (T, S)
         # mask would undo its linear memory (1 GiB of booleans at T = 32768).
         return blocked_dot_product_attention(
@@ -131,6 +156,22 @@ def dot_product_attention(
     if return_attention_scores:
         return output, scores
     return output
+
+
+def _auto_implementation(query, key, mask, bias, return_attention_scores):
+    """The implementation `implementation=None` stands for (see the docstring)."""
+    if return_attention_scores:
+        return "plain"
+    if (
+        keras.backend.backend() == "jax"
+        and keras.backend.standardize_dtype(query.dtype) in AUTO_FUSED_DTYPES
+        and mask is None
+        and bias is None
+        and keras.distribution.list_devices()[0].startswith("gpu")
+    ):
+        return "fused"
+    long_enough = _static_product(query.shape[1], key.shape[1]) >= AUTO_BLOCKED_MIN_LOGITS
+    return "blocked" if long_enough else "plain"
 
 
 def _plain_attention(

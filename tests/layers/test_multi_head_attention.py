@@ -299,18 +299,19 @@ def test_cached_decoding_with_a_mask_of_the_new_tokens():
 # === Implementations ===
 
 
-def test_blocked_path_equals_plain_path():
+def test_blocked_and_fused_paths_equal_plain_path():
     x, value = random(B, T, DIM), random(B, S, DIM, seed=1)
     plain = MultiHeadAttention(num_heads=2, key_dim=4, attention_implementation="plain")
     blocked = MultiHeadAttention(num_heads=2, key_dim=4, attention_implementation="blocked")
     flash = MultiHeadAttention(num_heads=2, key_dim=4, flash_attention=True)
+    fused = MultiHeadAttention(num_heads=2, key_dim=4, attention_implementation="fused")
     plain(x, value)
-    for layer in (blocked, flash):
+    for layer in (blocked, flash, fused):
         layer(x, value)
         layer.set_weights(plain.get_weights())
     for call_kwargs in ({}, {"use_causal_mask": True, "value_mask": VALUE_IDS > 0}):
         expected = numpy(plain(x, value, **call_kwargs))
-        for layer in (blocked, flash):
+        for layer in (blocked, flash, fused):
             np.testing.assert_allclose(numpy(layer(x, value, **call_kwargs)), expected, atol=1e-5)
 
 
@@ -356,6 +357,7 @@ CONSTRUCTOR_ERRORS = [
         "contradicts",
     ),
     ({"num_heads": 2, "key_dim": 4, "flash_attention": True, "dropout": 0.1}, "dropout=0.1"),
+    ({"num_heads": 2, "key_dim": 4, "attention_implementation": "fused", "dropout": 0.1}, "dropout=0.1"),
 ]
 
 
@@ -409,7 +411,8 @@ def test_cache_needs_equal_key_and_value_head_sizes():
         layer(token, token, cache=np.zeros((B, 2, S, 2, 4), "float32"), cache_update_index=0)
 
 
-def test_scores_need_the_plain_path():
-    layer = MultiHeadAttention(num_heads=2, key_dim=4, attention_implementation="blocked")
-    with pytest.raises(ValueError, match="return_attention_scores"):
+@pytest.mark.parametrize("implementation", ["blocked", "fused"])
+def test_scores_need_the_plain_path(implementation):
+    layer = MultiHeadAttention(num_heads=2, key_dim=4, attention_implementation=implementation)
+    with pytest.raises(ValueError, match=f"return_attention_scores.*{implementation} path"):
         layer(random(B, T, DIM), random(B, S, DIM), return_attention_scores=True)

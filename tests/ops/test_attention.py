@@ -13,7 +13,14 @@ from keras_attention.ops import dot_product_attention
 from keras_attention.ops import mask_fill_value
 from keras_attention.ops.blocked_attention import blocked_dot_product_attention
 
-IMPLEMENTATIONS = ("plain", "blocked")
+IMPLEMENTATIONS = ("plain", "blocked", "fused")
+
+
+def skip_unsupported_float16(implementation):
+    """JAX's own attention (the fused path off a GPU) has no float16 on a CPU."""
+    if implementation == "fused" and keras.backend.backend() == "jax":
+        if not keras.distribution.list_devices()[0].startswith("gpu"):
+            pytest.skip("JAX's dot_general takes no float16 with float32 accumulation on a CPU")
 
 
 # === Helpers ===
@@ -365,6 +372,8 @@ def test_automatic_implementation(monkeypatch):
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_fully_masked_rows_give_zeros(implementation, dtype):
+    if dtype == "float16":
+        skip_unsupported_float16(implementation)
     query, key, value = (ops.cast(x, dtype) for x in random_inputs())
     mask = random_mask((2, 5, 11), empty_row=(1, 2))
     output = attend(query, key, value, mask=mask, implementation=implementation, block_size=4)
@@ -402,6 +411,7 @@ def test_gradient_through_fully_masked_rows_is_finite(implementation):
 def test_float16_fill_value_never_overflows(implementation):
     # A float16 bias at the float16 fill value, plus large logits: nothing
     # may reach +-inf (65504) on the way.
+    skip_unsupported_float16(implementation)
     query, key, value = random_inputs()
     bias = np.zeros((2, 1, 5, 11), "float16")
     bias[..., 5:] = mask_fill_value("float16")
@@ -515,3 +525,34 @@ def test_cached_attention_equals_plain_attention_on_the_cache_halves(num_key_val
 def test_cached_attention_errors(query_shape, cache_shape, message):
     with pytest.raises(ValueError, match=message):
         cached_dot_product_attention(np.zeros(query_shape, "float32"), np.zeros(cache_shape, "float32"))
+
+
+# === The default choice ===
+
+
+@pytest.mark.parametrize(
+    "backend, device, dtype, masked, scores, expected",
+    [
+        ("jax", "gpu:0", "bfloat16", False, False, "fused"),
+        ("jax", "gpu:0", "float16", False, False, "fused"),
+        ("jax", "gpu:0", "float32", False, False, "plain"),  # cuDNN's kernel is half precision only
+        ("jax", "gpu:0", "bfloat16", True, False, "plain"),
+        ("jax", "gpu:0", "bfloat16", False, True, "plain"),
+        ("jax", "cpu:0", "bfloat16", False, False, "plain"),
+        ("tensorflow", "gpu:0", "bfloat16", False, False, "plain"),
+    ],
+)
+def test_default_picks_fused_for_half_precision_on_a_jax_gpu(
+    monkeypatch, backend, device, dtype, masked, scores, expected
+):
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    monkeypatch.setattr(keras.distribution, "list_devices", lambda: [device])
+    query, key, _ = random_inputs()
+    mask = random_mask((2, 1, 5, 11)) if masked else None
+    chosen = attention_module._auto_implementation(ops.cast(query, dtype), key, mask, None, scores)
+    assert chosen == expected
+
+
+def test_default_picks_blocked_for_long_sequences_off_a_gpu():
+    query = np.zeros((1, 2048, 1, 4), "float32")
+    assert attention_module._auto_implementation(query, query, None, None, False) == "blocked"
