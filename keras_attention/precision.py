@@ -90,7 +90,7 @@ def gpu_compute_capability():
     Asks `nvidia-smi`, which every backend's GPU setup has, so the library
     needs no backend-specific device query.
     """
-    if not any(device.startswith("gpu") for device in keras.distribution.list_devices()):
+    if not _backend_sees_a_gpu():
         return None
     if shutil.which("nvidia-smi") is None:
         return None
@@ -104,6 +104,18 @@ def gpu_compute_capability():
     if result.returncode != 0 or not lines:
         return None
     return float(lines[0])
+
+
+def _backend_sees_a_gpu():
+    """Whether Keras's backend runs on a GPU here (not only: whether one exists)."""
+    if keras.backend.backend() == "torch":
+        # keras lists devices for JAX and TensorFlow only (no
+        # `keras.distribution` under PyTorch); its PyTorch backend runs on
+        # CUDA whenever torch sees a GPU.
+        import torch
+
+        return torch.cuda.is_available()
+    return any(device.startswith("gpu") for device in keras.distribution.list_devices())
 
 
 def cpu_has_bfloat16(cpuinfo_path="/proc/cpuinfo"):

@@ -18,9 +18,11 @@ LIBRARY_TESTS = [
     "tests/ops",
     "tests/layers",
     "tests/heads",
+    "tests/test_precision.py",
     "keras_attention/ops",
     "keras_attention/layers",
     "keras_attention/heads",
+    "keras_attention/precision.py",
 ]
 
 

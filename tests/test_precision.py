@@ -23,6 +23,15 @@ def test_auto_follows_the_hardware(monkeypatch, capability, cpu_bfloat16, expect
     assert precision.resolve_precision("auto") == expected
 
 
+def test_auto_resolves_on_this_machine():
+    # Asks the backend for its devices: under PyTorch keras has no device list.
+    expected = "mixed_bfloat16" if precision.cpu_has_bfloat16() else "float32"
+    if precision.gpu_compute_capability() is None:
+        assert precision.resolve_precision("auto") == expected
+    else:
+        assert precision.resolve_precision("auto") in precision.PRECISIONS[1:]
+
+
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     with_amx = tmp_path / "amx"
     with_amx.write_text("flags\t: fpu avx512f amx_bf16 amx_tile\n")
