@@ -176,8 +176,9 @@ def test_matches_keras_dot_product_attention(implementation, masking):
     np.testing.assert_allclose(to_numpy(output), to_numpy(expected), atol=1e-5)
 
 
-# The plain path here; the blocked path is checked against the same reference
-# in test_blocked_equals_plain_outputs_and_gradients.
+# The plain and fused paths here; the blocked path is checked against the same
+# reference in test_blocked_equals_plain_outputs_and_gradients.
+@pytest.mark.parametrize("implementation", ["plain", "fused"])
 @pytest.mark.parametrize(
     "key_value_heads, mask_shape, bias_shape, is_causal",
     [
@@ -187,7 +188,7 @@ def test_matches_keras_dot_product_attention(implementation, masking):
         (2, (2, 4, 5, 11), (2, 5, 11), True),  # per-head mask, rank-3 bias
     ],
 )
-def test_matches_numpy_reference(key_value_heads, mask_shape, bias_shape, is_causal):
+def test_matches_numpy_reference(implementation, key_value_heads, mask_shape, bias_shape, is_causal):
     query, key, value = random_inputs(key_value_heads=key_value_heads)
     mask = None if mask_shape is None else random_mask(mask_shape, empty_row=(1, 2))
     rng = np.random.default_rng(3)
@@ -199,7 +200,7 @@ def test_matches_numpy_reference(key_value_heads, mask_shape, bias_shape, is_cau
         mask=mask,
         bias=bias,
         is_causal=is_causal,
-        implementation="plain",
+        implementation=implementation,
     )
     expected = numpy_attention(query, key, value, mask=mask, bias=bias, is_causal=is_causal)
     np.testing.assert_allclose(to_numpy(output), expected, atol=1e-5)
