@@ -212,7 +212,7 @@ def main(argv=None):
         if verb in ("train", "finetune"):
             from applications.common.runtime import training_runtime
 
-            with training_runtime(args.precision, args.distribute):
+            with training_runtime(args.precision, args.distribute, args.batch_size):
                 results = module.run(verb, args) or {}
         else:
             results = module.run(verb, args) or {}

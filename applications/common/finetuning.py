@@ -65,6 +65,7 @@ class FineTuning:
         self.callbacks = []
         self.metrics = {"method": method}
         self._groups = None
+        self._float16 = False
 
     @classmethod
     def from_args(cls, args):
@@ -94,9 +95,12 @@ class FineTuning:
         # starts from all of them trainable (`full` means every weight).
         unfreeze(model)
         self._groups = block_groups(model, head)
+        _, borrowed = head_layers(model, head)
         if self.method == "frozen":
             freeze(model)
             unfreeze(model, head)
+            for layer in borrowed:
+                layer.trainable = False
         elif self.method == "gradual":
             self.callbacks = [GradualUnfreezing(self._groups)]
         elif self.method == "lora":
@@ -105,7 +109,12 @@ class FineTuning:
                 apply_lora(model, self.lora_rank, targets=targets, keep_trainable=head)
             except ValueError as error:
                 raise UserError(f"--method lora: {error}") from None
+            for layer in borrowed:
+                layer.trainable = False
             self.metrics.update(lora_rank=self.lora_rank, lora_targets=list(targets))
+        # Loaded layers keep their saved policies whatever --precision is (see `optimizer`).
+        self._float16 = any(layer.dtype_policy.compute_dtype == "float16"
+                            for layer in model._flatten_layers(include_self=False))
         # Before training: under `gradual`, every weight that will train.
         trainable = _count(model.trainable_weights)
         total = _count(model.weights)
@@ -113,14 +122,20 @@ class FineTuning:
                             trainable_fraction=round(trainable / max(total, 1), 6))
 
     def optimizer(self, optimizer):
-        """The optimizer to compile with: `optimizer`, or its layer-wise form."""
+        """The optimizer to compile with: `optimizer`, or its layer-wise form, loss-scaled
+        when the prepared model has float16 layers."""
         from keras_attention.finetune import layerwise_optimizer
 
-        if self.method != "layerwise":
-            return optimizer
-        if self._groups is None:
-            raise ValueError("Call FineTuning.prepare(model, head) before FineTuning.optimizer(...).")
-        return layerwise_optimizer(optimizer, self._groups, self.layer_decay)
+        if self.method == "layerwise":
+            if self._groups is None:
+                raise ValueError("Call FineTuning.prepare(model, head) before FineTuning.optimizer(...).")
+            optimizer = layerwise_optimizer(optimizer, self._groups, self.layer_decay)
+        if self._float16 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            # `Model.compile` scales the loss only when the model's own policy is mixed_float16: a
+            # model trained under it and fine-tuned under --precision float32 keeps its float16
+            # layers, whose small gradients would underflow unscaled. Named as compile names it.
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name="loss_scale_optimizer")
+        return optimizer
 
     def export(self, model):
         """The model to save, all trainable: with LoRA, a copy with the adapters merged in."""
@@ -141,19 +156,18 @@ def block_groups(model, head):
     of every other layer with weights, outside the head (embeddings, norms).
     """
     layers = list(model._flatten_layers(include_self=False))
-    head_layers = {id(inner) for layer in layers if layer.name in head
-                   for inner in layer._flatten_layers(include_self=True)}
+    in_head, _ = head_layers(model, head)
     blocks = {}
     for layer in layers:
         match = _BLOCK.match(layer.name)
-        if match and id(layer) not in head_layers:
+        if match and id(layer) not in in_head:
             blocks[layer.name] = (match.group(1) == "decoder", int(match.group(2)))
     in_blocks = {id(inner) for layer in layers if layer.name in blocks
                  for inner in layer._flatten_layers(include_self=True)}
     rest = [
         layer.path for layer in layers
         if layer.trainable_weights and not list(layer._flatten_layers(include_self=False))  # Leaves.
-        and id(layer) not in head_layers and id(layer) not in in_blocks
+        and id(layer) not in in_head and id(layer) not in in_blocks
     ]
     groups = [[f"*{name}"] for name in sorted(blocks, key=blocks.get, reverse=True)]
     if rest:
@@ -161,6 +175,31 @@ def block_groups(model, head):
     if not groups:
         raise UserError(f"The model has nothing outside its head {head} to fine-tune.")
     return groups
+
+
+def head_layers(model, head):
+    """The head's layers: `(ids of the layers it owns, the layers it only borrows)`.
+
+    The layers named in `head` own their sublayers, except what a tied
+    `LanguageModelHead` borrows: it tracks the whole embedding layer it ties
+    to (a `TokenAndPositionEmbedding`: the position table too), while only
+    the token table is the head's weight. The rest of that layer belongs
+    with the embeddings below the blocks.
+    """
+    from keras_attention.heads import LanguageModelHead
+    from keras_attention.heads.language_model_head import tied_embedding
+
+    owned, borrowed = set(), {}
+    for layer in model._flatten_layers(include_self=False):
+        if layer.name not in head:
+            continue
+        owned |= {id(inner) for inner in layer._flatten_layers(include_self=True)}
+        if isinstance(layer, LanguageModelHead) and layer.embedding is not None:
+            token_table = {id(inner) for inner in tied_embedding(layer.embedding)._flatten_layers(include_self=True)}
+            borrowed.update({id(inner): inner for inner in layer.embedding._flatten_layers(include_self=True)
+                             if id(inner) not in token_table
+                             and not list(inner._flatten_layers(include_self=False))})  # Leaves.
+    return owned - set(borrowed), list(borrowed.values())
 
 
 def with_new_head(model, num_classes, head="head", features="final_norm"):

@@ -30,7 +30,7 @@ def runtime_settings():
 
 
 @contextlib.contextmanager
-def training_runtime(precision="float32", distribute="none"):
+def training_runtime(precision="float32", distribute="none", batch_size=None):
     """Set the dtype policy and enter the distribution scope; restore both on exit.
 
     Args:
@@ -42,6 +42,8 @@ def training_runtime(precision="float32", distribute="none"):
             across the machines of `TF_CONFIG`
             (`tf.distribute.MultiWorkerMirroredStrategy`); `"auto"`: mirrored
             when there is more than one device, else none.
+        batch_size: int. `--batch-size`, the global batch, or `None` (the
+            recipe's). Refused when smaller than the replicas.
 
     Yields:
         The name of the dtype policy set.
@@ -52,6 +54,13 @@ def training_runtime(precision="float32", distribute="none"):
         raise UserError(f"Unknown --distribute {distribute!r}. Expected one of {', '.join(DISTRIBUTIONS)}.")
     # The strategy first: MultiWorkerMirroredStrategy must exist before TensorFlow's runtime starts.
     strategy_scope, mode, replicas = _distribution(distribute)
+    if batch_size is not None and batch_size < replicas:
+        # `fit` cuts each batch to a multiple of the replicas: none would be left to train on.
+        shown = distribute if distribute == mode else f"{distribute} ({mode})"
+        raise UserError(
+            f"--batch-size {batch_size} is smaller than the {replicas} replicas of --distribute {shown}: "
+            f"use a batch size of at least {replicas} (a multiple of {replicas})."
+        )
     previous_policy = keras.config.dtype_policy()
     try:
         try:

@@ -35,18 +35,19 @@ for mode in ("none", "auto"):
     assert cli.main([*train, "--output", f"{output}/{mode}", "--distribute", mode]) == 0
 """
 
-# Two logical CPU devices, declared before TensorFlow's runtime starts.
-TWO_DEVICES = """
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-""" + BOTH_MODES
-
 WORKER = """
 import sys
 from applications import cli
 sys.exit(cli.main(sys.argv[1:]))
 """
+
+# Two logical CPU devices, declared before TensorFlow's runtime starts.
+LOGICAL_DEVICES = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+TWO_DEVICES = LOGICAL_DEVICES + BOTH_MODES
 
 
 def _losses(run):
@@ -132,3 +133,17 @@ def test_distribution_mistakes_are_one_line(monkeypatch, tmp_path, capsys):
     assert cli.main([*TRAIN, "--output", str(tmp_path / "run"), "--distribute", "multi-worker"]) == 1
     assert "--distribute multi-worker needs TF_CONFIG" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_batch_smaller_than_the_replicas_is_one_line(tmp_path):
+    # Every batch is cut to a multiple of the replicas: a batch of 1 on 2 left none, and
+    # `model.fit` ended in a bare StopIteration.
+    run = tmp_path / "run"
+    process = _run(LOGICAL_DEVICES + WORKER,
+                   [*TRAIN, "--batch-size", "1", "--output", run, "--distribute", "mirrored"])
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1, output[-3000:]
+    assert ("keras-attention: error: --batch-size 1 is smaller than the 2 replicas of --distribute mirrored: "
+            "use a batch size of at least 2 (a multiple of 2).") in output
+    assert "Traceback" not in output
+    assert not run.exists()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from applications import cli
-from applications.common import FineTuning, UserError
+from applications.common import FineTuning, UserError, training_runtime
 from applications.common.finetuning import block_groups
 from applications.image_classification import load_digits, train
 
@@ -132,6 +132,34 @@ def test_every_method_starts_from_a_trainable_model_and_saves_one():
     assert frozen.export(model).get_layer("body").trainable
 
 
+def _tiny_model(dtype=None):
+    inputs = keras.Input((4,))
+    body = keras.layers.Dense(4, name="body", dtype=dtype)(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head", dtype=dtype)(body))
+
+
+@pytest.mark.parametrize("method", ["full", "layerwise"])
+def test_float16_layers_are_loss_scaled_whatever_the_precision(method):
+    # A run trained under mixed_float16, fine-tuned under --precision float32: its layers keep
+    # float16, and `compile` alone (the model's own policy is float32) did not scale the loss.
+    for dtype, scaled in (("mixed_float16", True), ("float32", False)):
+        model = _tiny_model(dtype)
+        tuning = FineTuning(method)
+        tuning.prepare(model, head=("head",))
+        model.compile(optimizer=tuning.optimizer(keras.optimizers.Adam()), loss="mse")
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == scaled, dtype
+        history = model.fit(np.ones((4, 4)), np.ones((4, 2)), epochs=1, verbose=0).history
+        assert np.isfinite(history["loss"][0])
+    # Under --precision mixed_float16, where `compile` wraps too: one LossScaleOptimizer, not two.
+    with training_runtime("mixed_float16"):
+        model = _tiny_model()
+        tuning = FineTuning(method)
+        tuning.prepare(model, head=("head",))
+        model.compile(optimizer=tuning.optimizer(keras.optimizers.Adam()), loss="mse")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert not isinstance(model.optimizer.inner_optimizer, keras.optimizers.LossScaleOptimizer)
+
+
 def test_block_groups_top_down():
     inputs = keras.Input((4,))
     x = inputs
@@ -140,6 +168,25 @@ def test_block_groups_top_down():
     model = keras.Model(inputs, x, name="model")
     assert block_groups(model, ["head"]) == [["*decoder_layer_0"], ["*encoder_1"], ["*encoder_0"],
                                              ["embedding"]]
+
+
+def test_a_tied_head_owns_the_token_table_not_the_position_table():
+    from applications.translation.model import TransformerSeq2Seq
+
+    def translator():
+        return TransformerSeq2Seq(10, 12, 8, hidden_dim=8, num_heads=2, num_layers=1, intermediate_dim=8)
+
+    # The head ties to `decoder_embedding`, a token and position embedding: the position table
+    # belongs with the embeddings below the blocks, trained by `gradual` last and by `frozen` never.
+    assert block_groups(translator(), ["output_head"])[-1] == [
+        "decoder_embedding/position_embedding", "decoder_norm", "encoder_embedding/position_embedding",
+        "encoder_embedding/token_embedding", "encoder_norm"]
+    for method in ("frozen", "lora"):
+        model = translator()
+        FineTuning(method).prepare(model, head=("output_head",))
+        trainable = {weight.path for weight in model.trainable_weights}
+        assert {"output_head/bias", "decoder_embedding/token_embedding/embeddings"} <= trainable, method
+        assert not any("position_embedding" in path for path in trainable), method
 
 
 def test_method_errors(monkeypatch):
