@@ -100,12 +100,16 @@ Building blocks
   `.predict`); `load_settings(path)`; `export_model(model, path, settings=None,
   input_signature=None, overwrite=False)` (atomic `model.export`, settings.json
   beside it); `model_path(path)`.
-- Runtime (`runtime`): `training_runtime(precision, distribute)` (a context
-  manager; a mistake is a `UserError`), `runtime_settings()`.
+- Runtime (`runtime`): `training_runtime(precision, distribute, batch_size=None)`
+  (a context manager; a mistake, such as a --batch-size below the replicas, is a
+  `UserError`), `runtime_settings()`.
 - Fine-tuning (`finetuning`): `FineTuning(method, layer_decay, lora_rank)`,
   `block_groups(model, head)` (the layer groups, top down, that `gradual` and
   `layerwise` use), `with_new_head(model, num_classes)` (a fresh head for
   data with other classes).
+- Metrics (`metrics`): `macro_f1(labels, predictions, num_classes)`, the one
+  macro-F1 of the classifiers: over the classes the model knows, a class absent
+  from the data and never predicted left out (its F1 is 0 / 0).
 - Reporting (`reporting`): `print_table(results)`, `read_history(path)`,
   `plot_learning_curves(history, path)`.
 """
@@ -119,6 +123,7 @@ _EXPORTS = {
              "download", "resolve_data", "sha256_of", "stratified_split"],
     "errors": ["UserError"],
     "finetuning": ["FineTuning", "with_new_head"],
+    "metrics": ["macro_f1"],
     "reporting": ["plot_learning_curves", "print_table", "read_history"],
     "runtime": ["runtime_settings", "training_runtime"],
     "run_folder": ["HISTORY_FILE", "LEARNING_CURVES_FILE", "METRICS_FILE", "MODEL_FILE",

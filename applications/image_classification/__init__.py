@@ -21,7 +21,7 @@ import importlib
 # `keras-attention ... --help` does not import keras.
 _EXPORTS = {
     "data": ["KNOWN_DATASETS", "ImageData", "load_data", "load_digits", "read_fashion_mnist",
-             "read_image_file", "read_image_folder"],
+             "read_image_file", "read_image_folder", "resize_image"],
     "evaluation": ["attention_rollout", "evaluate", "evaluate_arrays", "export", "predict",
                    "save_rollout_picture"],
     "model": ["VIT_SIZES", "build_vit", "vit_settings"],

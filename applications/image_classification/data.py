@@ -22,6 +22,7 @@ import struct
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from applications.common import KnownDataSet, RemoteFile, UserError, stratified_split
@@ -284,8 +285,8 @@ def read_image_file(path, image_size=None, channels=None):
 
     Args:
         path: str or Path.
-        image_size: (height, width) or None. Resize to it (bilinear with
-            antialiasing, stretching like `image_dataset_from_directory`).
+        image_size: (height, width) or None. Resize to it by the model's
+            rule (`resize_image`).
         channels: 1, 3 or None. Convert to grayscale or RGB (alpha is dropped,
             palettes expanded); None keeps 1 for gray modes and 3 otherwise.
 
@@ -301,16 +302,28 @@ def read_image_file(path, image_size=None, channels=None):
         with Image.open(path) as image:
             if channels is None:
                 channels = 1 if image.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
-            if image_size is not None:
-                # JPEG: decode at a reduced scale first, so huge photos stay cheap.
-                image.draft("L" if channels == 1 else "RGB", (image_size[1] * 2, image_size[0] * 2))
-            image = _convert(image, channels)
-            if image_size is not None and image.size != (image_size[1], image_size[0]):
-                image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype="uint8")
+            array = np.asarray(_convert(image, channels), dtype="uint8")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise UserError(f"Could not decode the image {path}: {error}.") from None
-    return array.reshape(array.shape[0], array.shape[1], channels)
+    array = array.reshape(array.shape[0], array.shape[1], channels)
+    return array if image_size is None else resize_image(array, image_size)
+
+
+def resize_image(image, image_size):
+    """A uint8 image `(height, width, channels)` resized to `image_size` as the model resizes.
+
+    The rule of the model's `Resizing` layer (`build_vit`): Keras's bilinear
+    resize, no antialiasing, stretched like `image_dataset_from_directory`.
+    Image files are resized before the model, by this function, wherever they
+    are read (training, evaluation and prediction alike), since images of
+    several sizes must share one to be batched; arrays (digits, Fashion-MNIST,
+    `from_arrays`) are resized inside the model. Both see the same pixels, but
+    for this function's rounding to uint8 (at most half a grey level).
+    """
+    if tuple(image.shape[:2]) == tuple(image_size):
+        return image
+    resized = keras.ops.image.resize(image.astype("float32"), tuple(image_size), interpolation="bilinear")
+    return np.clip(np.round(keras.ops.convert_to_numpy(resized)), 0, 255).astype("uint8")
 
 
 def _convert(image, channels):

@@ -6,7 +6,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from applications.common import UserError, export_model, load_model, load_settings, model_path, predict_evenly
+from applications.common import (
+    UserError,
+    export_model,
+    load_model,
+    load_settings,
+    macro_f1,
+    model_path,
+    predict_evenly,
+)
 from applications.image_classification.mirror_average import MirrorAverage
 from keras_attention.heads import ClassificationHead
 from keras_attention.layers import TransformerEncoder
@@ -15,8 +23,8 @@ from keras_attention.layers import TransformerEncoder
 
 
 def evaluate_arrays(model, images, labels, class_names, batch_size=256):
-    """Accuracy, macro-F1, mean cross-entropy and the confusion matrix."""
-    from sklearn.metrics import confusion_matrix, f1_score
+    """Accuracy, macro-F1 (`applications.common.macro_f1`), mean cross-entropy and the confusion matrix."""
+    from sklearn.metrics import confusion_matrix
 
     if len(images) == 0:
         return {"accuracy": float("nan"), "macro_f1": float("nan"), "loss": float("nan"),
@@ -28,7 +36,7 @@ def evaluate_arrays(model, images, labels, class_names, batch_size=256):
     picked = probabilities[np.arange(len(labels)), labels]
     return {
         "accuracy": float((predicted == labels).mean()),
-        "macro_f1": float(f1_score(labels, predicted, labels=everything, average="macro", zero_division=0)),
+        "macro_f1": macro_f1(labels, predicted, len(class_names)),
         "loss": float(-np.log(np.maximum(picked, 1e-12)).mean()),
         "examples": int(len(labels)),
         "confusion_matrix": confusion_matrix(labels, predicted, labels=everything).tolist(),
@@ -225,8 +233,9 @@ def predict(model, files, top_k=3, attention_dir=None, batch_size=32, quiet=Fals
 
     Args:
         model: a run folder, `.keras` file or exported SavedModel folder.
-        files: list of image paths (any size and mode: converted and resized
-            to the model's).
+        files: list of image paths (any size and mode: converted, and resized
+            to the model's size by `resize_image`, as training and evaluation
+            read image folders).
         top_k: int. How many labels to report per image.
         attention_dir: str, Path or None. Write `<file stem>_attention.png`
             (attention rollout over the image) there (keras models only).

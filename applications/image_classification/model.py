@@ -160,7 +160,9 @@ def build_vit(image_shape, num_classes, **settings):
 
     # === Layers ===
     rescaling = keras.layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name="rescaling")
-    resizing = keras.layers.Resizing(height, width, name="resizing")
+    # Bilinear, no antialiasing: the rule `data.resize_image` applies to image files before
+    # batching, so that files and arrays reach the patches resized alike.
+    resizing = keras.layers.Resizing(height, width, interpolation="bilinear", name="resizing")
     try:
         patch_embedding = PatchEmbedding(
             patch_size=patch_size,

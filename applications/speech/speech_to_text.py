@@ -383,10 +383,16 @@ def edit_distance(reference, hypothesis):
 def error_rates(references, hypotheses):
     """`(cer, wer)`: total edit distance over total reference length, in characters and words.
 
+    Both sides are compared with their whitespace normalized the same way (runs
+    collapsed to one space, ends stripped), so that a decoded hypothesis with a
+    doubled, leading or trailing space is not charged for it.
+
     Example:
     >>> error_rates(["three one four"], ["three one for"])
     (0.07142857142857142, 0.3333333333333333)
     """
+    references = [" ".join(r.split()) for r in references]
+    hypotheses = [" ".join(h.split()) for h in hypotheses]
     characters = sum(edit_distance(r, h) for r, h in zip(references, hypotheses))
     words = sum(edit_distance(r.split(), h.split()) for r, h in zip(references, hypotheses))
     return (characters / max(sum(len(r) for r in references), 1),

@@ -3,6 +3,7 @@
 import numpy as np
 
 from applications.common.errors import UserError
+from applications.common.metrics import macro_f1
 
 
 def check_labels(labels, class_names, source=""):
@@ -26,7 +27,9 @@ def classification_metrics(labels, predictions, class_names):
         class_names: list of str, the names of the indices.
 
     Returns:
-        A JSON-serializable dict; `confusion_matrix[i][j]` counts examples of class `i`
+        A JSON-serializable dict; `macro_f1` is `applications.common.macro_f1` (a class
+        absent from `labels` and never predicted is left out of it, and shows 0 in
+        `f1_per_class`); `confusion_matrix[i][j]` counts examples of class `i`
         predicted as class `j`.
 
     Example:
@@ -41,11 +44,9 @@ def classification_metrics(labels, predictions, class_names):
     predictions = np.asarray(predictions)
     indices = list(range(len(class_names)))
     per_class = f1_score(labels, predictions, labels=indices, average=None, zero_division=0)
-    present = np.isin(indices, labels) | np.isin(indices, predictions)
     return {
         "accuracy": float(np.mean(labels == predictions)) if len(labels) else 0.0,
-        # Averaged over the classes present in the labels or the predictions.
-        "macro_f1": float(np.mean(per_class[present])) if present.any() else 0.0,
+        "macro_f1": macro_f1(labels, predictions, len(class_names)),
         "examples": int(len(labels)),
         "f1_per_class": {name: float(f1) for name, f1 in zip(class_names, per_class)},
         "class_names": list(class_names),

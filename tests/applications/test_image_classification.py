@@ -172,6 +172,29 @@ def test_image_files_gray_for_rgb_rgb_for_gray_and_very_large(tmp_path):
         read_image_file(tmp_path / "missing.png")
 
 
+def test_image_files_are_resized_by_the_models_own_rule(tmp_path):
+    # Noise, on which an antialiased resize (Pillow's, before) and the model's differ by far.
+    image = np.random.default_rng(0).integers(0, 256, (24, 20, 3)).astype("uint8")
+    path = _save(_folder(tmp_path / "photos", size=(20, 24)) / "cat" / "noise.png", image)
+    keras.utils.set_random_seed(0)
+    model = build_vit((8, 8, 3), num_classes=2, size="micro", patch_size=2)
+    model.save(tmp_path / "model.keras")
+    # An array (digits, Fashion-MNIST, from_arrays; `model.predict` by hand) is resized by the
+    # model's Resizing layer; a file (train and evaluate on a folder, predict) by resize_image.
+    inside = keras.ops.convert_to_numpy(model.get_layer("resizing")(image[None].astype("float32")))[0]
+    read = read_image_file(path, (8, 8))
+    np.testing.assert_allclose(read, inside, atol=0.5 + 1e-4)  # Only the rounding to uint8.
+    folder = read_image_folder(tmp_path / "photos", image_size=(8, 8))
+    assert any((x == read).all() for x in np.concatenate([x for x, _ in folder.splits.values()]))
+    # predict gives the model those pixels, so its answer for the file is the model's for the
+    # array as it is, up to that rounding (0.0001 here; Pillow's resize moved it by 0.018).
+    predicted = predict(tmp_path / "model.keras", [path], top_k=2, quiet=True)["predictions"][0]
+    probabilities = np.sort(model.predict(read[None], verbose=0)[0])[::-1]
+    np.testing.assert_allclose(predicted["probabilities"], probabilities, atol=1e-6)
+    probabilities = np.sort(model.predict(image[None], verbose=0)[0])[::-1]
+    np.testing.assert_allclose(predicted["probabilities"], probabilities, atol=0.01)
+
+
 def test_a_16_bit_png_is_read_on_its_full_scale(tmp_path):
     # Two 16-bit images differing in one pixel (240 or 256) read the same: about black.
     for top in (240, 256):

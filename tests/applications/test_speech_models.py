@@ -179,6 +179,17 @@ def test_error_rates_golden_values():
     assert stt.error_rates([""], [""]) == (0.0, 0.0)
 
 
+def test_error_rates_normalize_whitespace_on_both_sides():
+    # Spaces that a decoder doubles or leaves at the ends are not errors (the old code
+    # counted 4 + 1 of them here: CER 5/11), nor are the reference's own.
+    assert stt.error_rates(["one two", "four"], ["  one  two ", "four "]) == (0.0, 0.0)
+    assert stt.error_rates([" one  two "], ["one two"]) == (0.0, 0.0)
+    # A real error is counted over the normalized lengths: "one two" -> "one tw", 1 of 7
+    # characters and 1 of 2 words.
+    cer, wer = stt.error_rates(["one two"], [" one  tw "])
+    assert cer == pytest.approx(1 / 7) and wer == pytest.approx(1 / 2)
+
+
 def test_long_audio_is_cut_at_quiet_points_under_the_limit():
     config = stt.settings(max_clip_seconds=8.0)
     rng = np.random.default_rng(0)
