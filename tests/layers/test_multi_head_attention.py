@@ -55,6 +55,17 @@ def test_harness_grouped_heads_gate_dropout_and_scores():
     )
 
 
+def test_harness_fused_path_grouped_heads_causal():
+    run_layer_test(
+        MultiHeadAttention,
+        {"num_heads": 4, "key_dim": 3, "num_key_value_heads": 2, "attention_implementation": "fused"},
+        {"query": random(B, T, DIM), "value": random(B, T, DIM, seed=1)},
+        call_kwargs={"use_causal_mask": True},
+        expected_output_shape=(B, T, DIM),
+        expected_num_trainable_weights=8,
+    )
+
+
 def test_harness_cache():
     run_layer_test(
         MultiHeadAttention,
