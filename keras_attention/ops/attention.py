@@ -122,7 +122,7 @@ def dot_product_attention(
         if mask is not None:
             # keras spreads a row with no visible key over the masked keys.
             has_visible_key = ops.any(mask, axis=-1, keepdims=True)  # [B|1, N|1, T, 1]
-        if keras.backend.backend() == "tensorflow" and key.shape[2] == 1 < query.shape[2]:
+        if keras.backend.backend() == "tensorflow" and key.shape[2] == 1 and query.shape[2] > 1:
             # keras's TensorFlow einsum does not broadcast a single key/value head.
             key = ops.repeat(key, query.shape[2], axis=2)
             value = ops.repeat(value, query.shape[2], axis=2)
