@@ -110,11 +110,9 @@ def _backend_sees_a_gpu():
     """Whether Keras's backend runs on a GPU here (not only: whether one exists)."""
     if keras.backend.backend() == "torch":
         # keras lists devices for JAX and TensorFlow only (no
-        # `keras.distribution` under PyTorch); its PyTorch backend runs on
-        # CUDA whenever torch sees a GPU.
-        import torch
-
-        return torch.cuda.is_available()
+        # `keras.distribution` under PyTorch); its PyTorch backend places new
+        # tensors on CUDA whenever torch sees a GPU.
+        return str(keras.ops.zeros(()).device).startswith("cuda")
     return any(device.startswith("gpu") for device in keras.distribution.list_devices())
 
 
