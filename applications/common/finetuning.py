@@ -195,7 +195,8 @@ def head_layers(model, head):
             continue
         owned |= {id(inner) for inner in layer._flatten_layers(include_self=True)}
         if isinstance(layer, LanguageModelHead) and layer.embedding is not None:
-            token_table = {id(inner) for inner in tied_embedding(layer.embedding)._flatten_layers(include_self=True)}
+            token_table = tied_embedding(layer.embedding)
+            token_table = {id(inner) for inner in token_table._flatten_layers(include_self=True)}
             borrowed.update({id(inner): inner for inner in layer.embedding._flatten_layers(include_self=True)
                              if id(inner) not in token_table
                              and not list(inner._flatten_layers(include_self=False))})  # Leaves.

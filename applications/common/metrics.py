@@ -34,4 +34,5 @@ def macro_f1(labels, predictions, num_classes):
     if len(labels) == 0:
         return float("nan")
     # zero_division=NaN leaves the 0 / 0 classes out of the average.
-    return float(f1_score(labels, predictions, labels=range(num_classes), average="macro", zero_division=np.nan))
+    return float(f1_score(labels, predictions, labels=range(num_classes), average="macro",
+                          zero_division=np.nan))
