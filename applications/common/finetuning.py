@@ -95,12 +95,9 @@ class FineTuning:
         # starts from all of them trainable (`full` means every weight).
         unfreeze(model)
         self._groups = block_groups(model, head)
-        _, borrowed = head_layers(model, head)
         if self.method == "frozen":
             freeze(model)
             unfreeze(model, head)
-            for layer in borrowed:
-                layer.trainable = False
         elif self.method == "gradual":
             self.callbacks = [GradualUnfreezing(self._groups)]
         elif self.method == "lora":
@@ -109,9 +106,11 @@ class FineTuning:
                 apply_lora(model, self.lora_rank, targets=targets, keep_trainable=head)
             except ValueError as error:
                 raise UserError(f"--method lora: {error}") from None
-            for layer in borrowed:
-                layer.trainable = False
             self.metrics.update(lora_rank=self.lora_rank, lora_targets=list(targets))
+        if self.method in ("frozen", "lora"):
+            # Keeping the head trainable kept what a tied head only borrows (`head_layers`).
+            for layer in head_layers(model, head)[1]:
+                layer.trainable = False
         # Loaded layers keep their saved policies whatever --precision is (see `optimizer`).
         self._float16 = any(layer.dtype_policy.compute_dtype == "float16"
                             for layer in model._flatten_layers(include_self=False))
