@@ -128,7 +128,8 @@ _EXPORTS = {
     "runtime": ["runtime_settings", "training_runtime"],
     "run_folder": ["HISTORY_FILE", "LEARNING_CURVES_FILE", "METRICS_FILE", "MODEL_FILE",
                    "SETTINGS_FILE", "RunFolder", "write_json"],
-    "serving": ["ExportedModel", "export_model", "load_model", "load_settings", "model_path"],
+    "serving": ["ExportedModel", "export_model", "export_run", "load_model", "load_settings",
+                "load_trained_model", "model_path"],
     "training": ["fit", "predict_evenly", "replicas", "set_seed", "warmup_cosine"],
 }
 _SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -91,6 +91,14 @@ def load_model(path):
         ) from None
 
 
+def load_trained_model(path):
+    """Load `--model` as a `keras.Model`: fine-tuning, exporting and pictures need its layers."""
+    model = load_model(path)
+    if isinstance(model, ExportedModel):
+        raise UserError(f"--model {path} is an export; give the run folder written by train.")
+    return model
+
+
 def _export_for_inference(model, path, input_signature=None):
     """`model.export`, but tracing `model(inputs, training=False)`.
 
@@ -151,3 +159,13 @@ def export_model(model, path, settings=None, input_signature=None, overwrite=Fal
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return path
+
+
+def export_run(path, output=None, overwrite=False):
+    """`export_model` of the run at `path` with its settings; by default into `export` beside it."""
+    model = load_trained_model(path)
+    model_file = model_path(path)
+    output = output or model_file.parent / "export"
+    export_model(model, output, settings=load_settings(model_file), overwrite=overwrite)
+    print(f"Exported {path} to {output}")
+    return {"export": str(output)}

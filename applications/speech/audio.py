@@ -153,3 +153,17 @@ def fit_length(waveform, length):
         return waveform[start : start + length]
     before = (length - len(waveform)) // 2
     return np.pad(waveform, (before, length - len(waveform) - before))
+
+
+def wav_files(paths):
+    """The `.wav` files of `paths`: files as given, folders searched recursively (sorted)."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(path.rglob("*.wav"))
+            if not found:
+                raise UserError(f"{path}: a folder with no .wav files.")
+            files += found
+        else:
+            files.append(path)
+    return files

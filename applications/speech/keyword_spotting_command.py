@@ -71,7 +71,7 @@ def _train(args):
     model, class_names = None, None
     config = recipe.settings()
     if args.verb == "finetune":
-        model = _keras_model(args.model)
+        model = serving.load_trained_model(args.model)
         config.update(serving.load_settings(serving.model_path(args.model)))
         class_names = _class_names(config, args.model)
         config.update(epochs=recipe.FINETUNE_EPOCHS, learning_rate=recipe.FINETUNE_LEARNING_RATE)
@@ -170,30 +170,16 @@ def _class_names(config, model):
     return config["class_names"]
 
 
-def _wav_files(paths):
-    from applications.common.errors import UserError
-
-    files = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(path.rglob("*.wav"))
-            if not found:
-                raise UserError(f"{path}: a folder with no .wav files.")
-            files += found
-        else:
-            files.append(path)
-    return files
-
 
 def _predict(args):
     from applications.common import serving
     from applications.common.errors import UserError
-    from applications.speech import keyword_spotting as recipe
+    from applications.speech import audio, keyword_spotting as recipe
 
     model = serving.load_model(args.model)
     config = {**recipe.settings(), **serving.load_settings(serving.model_path(args.model))}
     class_names = _class_names(config, args.model)
-    files = _wav_files(args.files)
+    files = audio.wav_files(args.files)
     waveforms = recipe.read_clips(files, config)
     probabilities = recipe.predict_probabilities(model, waveforms, args.batch_size or config["batch_size"])
     top = min(args.top, len(class_names))
@@ -219,23 +205,7 @@ def _predict(args):
     return {"files": len(files), "predictions": predictions}
 
 
-def _keras_model(path):
-    """A trained `keras.Model` (not an export): finetune, export and pictures need its layers."""
-    from applications.common import serving
-    from applications.common.errors import UserError
-
-    model = serving.load_model(path)
-    if isinstance(model, serving.ExportedModel):
-        raise UserError(f"--model {path} is an export; give the run folder written by train.")
-    return model
-
-
 def _export(args):
     from applications.common import serving
 
-    model = _keras_model(args.model)
-    model_file = serving.model_path(args.model)
-    output = args.output or str(model_file.parent / "export")
-    serving.export_model(model, output, settings=serving.load_settings(model_file), overwrite=args.overwrite)
-    print(f"Exported {args.model} to {output}")
-    return {"export": output}
+    return serving.export_run(args.model, args.output, overwrite=args.overwrite)

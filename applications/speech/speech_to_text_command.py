@@ -75,7 +75,7 @@ def _train(args):
     config = recipe.settings()
     model = None
     if args.verb == "finetune":
-        model = _keras_model(args.model)
+        model = serving.load_trained_model(args.model)
         config.update(serving.load_settings(serving.model_path(args.model)))
         config.update(epochs=recipe.FINETUNE_EPOCHS, learning_rate=recipe.FINETUNE_LEARNING_RATE)
     config["batch_size"] = args.batch_size or config["batch_size"]
@@ -168,20 +168,6 @@ def _evaluate(args):
     return {"data": description, **results}
 
 
-def _wav_files(paths):
-    from applications.common.errors import UserError
-
-    files = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(path.rglob("*.wav"))
-            if not found:
-                raise UserError(f"{path}: a folder with no .wav files.")
-            files += found
-        else:
-            files.append(path)
-    return files
-
 
 def _predict(args):
     from applications.common import serving
@@ -194,7 +180,7 @@ def _predict(args):
         raise UserError(f"--model {args.model}: no settings.json beside the model; give the run folder written by train.")
     strategy = DECODERS["beam" if args.decoder == "beam" else "greedy"]
     predictions = []
-    for path in _wav_files(args.files):
+    for path in audio.wav_files(args.files):
         text = recipe.transcribe_file(model, path, config, strategy)
         predictions.append({"file": str(path), "text": text})
         if not args.quiet:
@@ -215,23 +201,7 @@ def _predict(args):
     return {"files": len(predictions), "predictions": predictions}
 
 
-def _keras_model(path):
-    """A trained `keras.Model` (not an export): finetune and export need its layers."""
-    from applications.common import serving
-    from applications.common.errors import UserError
-
-    model = serving.load_model(path)
-    if isinstance(model, serving.ExportedModel):
-        raise UserError(f"--model {path} is an export; give the run folder written by train.")
-    return model
-
-
 def _export(args):
     from applications.common import serving
 
-    model = _keras_model(args.model)
-    model_file = serving.model_path(args.model)
-    output = args.output or str(model_file.parent / "export")
-    serving.export_model(model, output, settings=serving.load_settings(model_file), overwrite=args.overwrite)
-    print(f"Exported {args.model} to {output}")
-    return {"export": output}
+    return serving.export_run(args.model, args.output, overwrite=args.overwrite)

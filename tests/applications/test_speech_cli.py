@@ -154,7 +154,7 @@ def test_keyword_spotting_stereo_44k_file_is_classified(speech_cli, kws_run, fsd
     assert capsys.readouterr().out.startswith(f"{stereo}\t")
 
 
-def test_keyword_spotting_finetune_and_export(speech_cli, kws_run, fsdd_subset, tmp_path):
+def test_keyword_spotting_finetune_and_export(speech_cli, kws_run, fsdd_subset, tmp_path, capsys):
     tuned = tmp_path / "tuned"
     assert speech_cli(["finetune", "keyword-spotting", "--model", str(kws_run), "--data", str(fsdd_subset),
                        "--output", str(tuned), "--epochs", "1", "--quiet"]) == 0
@@ -167,6 +167,18 @@ def test_keyword_spotting_finetune_and_export(speech_cli, kws_run, fsdd_subset, 
     exported = json.loads(report.read_text())["predictions"][0]
     assert speech_cli(["predict", "keyword-spotting", "--model", str(tuned), str(clip), "--json", str(report)]) == 0
     assert json.loads(report.read_text())["predictions"][0]["label"] == exported["label"]
+    # An export has no layers to fine-tune or export again; a folder without clips holds nothing to predict.
+    capsys.readouterr()
+    assert speech_cli(["export", "keyword-spotting", "--model", str(export), "--output", str(tmp_path / "again")]) == 1
+    assert speech_cli(["finetune", "keyword-spotting", "--model", str(export), "--data", str(fsdd_subset),
+                       "--output", str(tmp_path / "tuned_again"), "--epochs", "1", "--quiet"]) == 1
+    (tmp_path / "no_clips").mkdir()
+    assert speech_cli(["predict", "keyword-spotting", "--model", str(tuned), str(tmp_path / "no_clips")]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(e.startswith("keras-attention: error: ") for e in errors)
+    assert all(f"--model {export} is an export; give the run folder" in e for e in errors[:2])
+    assert errors[2].endswith("no_clips: a folder with no .wav files.")
+    assert not (tmp_path / "again").exists() and not (tmp_path / "tuned_again").exists()
 
 
 def synthesize_class_folders(folder, lines, copies):
