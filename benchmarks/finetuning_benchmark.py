@@ -145,7 +145,7 @@ def write_results(args, pretrained, runs, total):
     gain = accuracy["pretrained + full"] - accuracy["scratch"]
     lora_gap = accuracy["pretrained + full"] - accuracy["pretrained + lora"]
     shortened = args.pretrain_epochs is not None or args.epochs != 8
-    reused = (f" Pretraining reused from `{pretrained['reused']}` (a run of step 1, made just before with "
+    reused = (f" Pretraining reused from `{pretrained['reused']}` (a run of step 1, made earlier with "
               "`keras-attention pretrain text` on the same corpus and settings): its wall time is its "
               "own fit + preparation time; CPU time and load were not recorded; the whole-benchmark "
               "time below leaves it out.") if pretrained.get("reused") else ""
