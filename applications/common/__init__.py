@@ -99,7 +99,9 @@ Building blocks
   `safe_mode=True`, or an exported SavedModel as `ExportedModel` with
   `.predict`); `load_settings(path)`; `export_model(model, path, settings=None,
   input_signature=None, overwrite=False)` (atomic `model.export`, settings.json
-  beside it); `model_path(path)`.
+  beside it); `model_path(path)`; `load_trained_model(path)` (a `keras.Model`,
+  refusing an export); `export_run(path, output=None, overwrite=False)` (a run
+  exported with its settings).
 - Runtime (`runtime`): `training_runtime(precision, distribute, batch_size=None)`
   (a context manager; a mistake, such as a --batch-size below the replicas, is a
   `UserError`), `runtime_settings()`.

@@ -11,6 +11,7 @@ from applications.common import (
     export_model,
     load_model,
     load_settings,
+    load_trained_model,
     macro_f1,
     model_path,
     predict_evenly,
@@ -291,9 +292,7 @@ def export(model, output=None, overwrite=False):
     """
     source = model_path(model)
     settings = load_settings(source)
-    model = load_model(source)
-    if not isinstance(model, keras.Model):
-        raise UserError(f"{source} is already an export; give the run folder.")
+    model = load_trained_model(source)
     image_size, channels = model_geometry(model, settings)
     settings = {**settings, "image_size": list(image_size), "channels": channels,
                 "class_names": class_names_of(model, settings)}

@@ -407,12 +407,10 @@ def finetune(model, data=None, output="runs/image-classification-finetune", **kw
     replaced. Other arguments as for `train`; the learning rate peaks at
     `FINETUNE_LEARNING_RATE_FACTOR` times the recipe's.
     """
-    from applications.common import load_model, load_settings
+    from applications.common import load_settings, load_trained_model
 
     class_names = kwargs.pop("initial_class_names", None)
     if not isinstance(model, keras.Model):
         class_names = load_settings(model).get("class_names")
-        model = load_model(model)
-        if not isinstance(model, keras.Model):
-            raise UserError("Fine-tuning needs a run folder or .keras file, not an exported SavedModel.")
+        model = load_trained_model(model)
     return train(data, output, initial_model=model, initial_class_names=class_names, **kwargs)

@@ -170,7 +170,6 @@ def _class_names(config, model):
     return config["class_names"]
 
 
-
 def _predict(args):
     from applications.common import serving
     from applications.common.errors import UserError

@@ -168,7 +168,6 @@ def _evaluate(args):
     return {"data": description, **results}
 
 
-
 def _predict(args):
     from applications.common import serving
     from applications.common.errors import UserError

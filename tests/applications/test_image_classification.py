@@ -20,6 +20,7 @@ from applications.image_classification import (
     attention_rollout,
     build_vit,
     evaluate,
+    export,
     finetune,
     load_data,
     load_digits,
@@ -461,6 +462,12 @@ def test_predict_top_k_with_attention_pictures_then_export_and_run_it(digits_run
         np.testing.assert_allclose(ours["probabilities"], theirs["probabilities"], atol=1e-4)
     argv = ["predict", "image-classification", "--model", str(tmp_path / "export"), str(files[0])]
     assert cli.main(argv) == 0
+    # An export has no layers to export again or fine-tune.
+    with pytest.raises(UserError, match="is an export; give the run folder"):
+        export(tmp_path / "export", tmp_path / "again")
+    with pytest.raises(UserError, match="is an export; give the run folder"):
+        finetune(tmp_path / "export", "digits", tmp_path / "tuned", epochs=1, quiet=True)
+    assert not (tmp_path / "again").exists() and not (tmp_path / "tuned").exists()
     with pytest.raises(UserError, match="Could not decode"):
         predict(output, [_broken(tmp_path)])
 
