@@ -16,8 +16,9 @@ Named data sets (`--data sst2`) resolve inside the data directory (`KERAS_ATTENT
 `sms-spam` (`text/sms_spam`).
 
 Splits. SST-2: `train` and `validation` (the published dev file; the published test split is
-not distributed, so `validation` is what `evaluate` uses). TREC: `test` is a held-out tenth of
-the training file, `train` the rest. SMS Spam Collection, a TSV/CSV file and a folder of class
+not distributed, so `validation` is what `evaluate` uses). TREC: `test` is the published test
+file `TREC_10.label` where the folder holds it, a held-out tenth of the training file otherwise
+(the shared data holds no test file), `train` the rest. SMS Spam Collection, a TSV/CSV file and a folder of class
 folders: `test` is a held-out fifth, `train` the rest (as the other applications do with data
 that has no test split). `all` is everything. Held-out splits are stratified and drawn with the
 fixed `SPLIT_SEED`, not the training seed, so that every run is tested on the same examples.
@@ -181,7 +182,7 @@ def load_splits(data, text_column=None, label_column=None, encoding=None):
     if path.name == "SMSSpamCollection":
         return Splits(read_sms_spam(path), str(path))
     if path.suffix == ".label":
-        return Splits(_trec_splits(_read_trec_file(path)), str(path))
+        return Splits(read_trec(path), str(path))
     data = read_table(path, text_column=text_column, label_column=label_column, encoding=encoding)
     return Splits(held_out_fifth(data), str(path))
 
@@ -219,13 +220,20 @@ def read_sst2(folder):
 
 
 def read_trec(folder_or_file):
-    """TREC: `COARSE:fine question text` a line, ISO-8859-1; labels `COARSE` (6 classes)."""
-    return _trec_splits(_read_trec_files(folder_or_file, fine=False))
+    """TREC: `COARSE:fine question text` a line, ISO-8859-1; labels `COARSE` (6 classes).
+
+    In a folder, `train_5500.label` is the training file where it is present (the published
+    `train_1000` ... `train_4000` are its subsets: read together, they would repeat questions
+    across the held-out split), every `*.label` file otherwise; `TREC_10.label`, the published
+    test set, is the `test` split where it is present, a stratified tenth of the training file
+    otherwise.
+    """
+    return _read_trec(folder_or_file, fine=False)
 
 
 def read_trec_fine(folder_or_file):
-    """TREC with the 50 fine labels (`COARSE:fine`)."""
-    return _trec_splits(_read_trec_files(folder_or_file, fine=True))
+    """TREC with the 50 fine labels (`COARSE:fine`); files and splits as `read_trec`."""
+    return _read_trec(folder_or_file, fine=True)
 
 
 def read_sms_spam(folder_or_file):
@@ -252,19 +260,25 @@ def read_sms_spam(folder_or_file):
     return held_out_fifth(_checked(TextData(texts, labels, str(path))))
 
 
-def _read_trec_files(folder_or_file, fine):
+def _read_trec(folder_or_file, fine):
     path = pathlib.Path(folder_or_file)
-    files = sorted(path.glob("*.label")) if path.is_dir() else [path]
+    if not path.is_dir():
+        return _trec_splits(_read_trec_file(path, fine))
+    files = sorted(path.glob("*.label"))
     if not files:
         raise UserError(f"{path} holds no *.label file: not a TREC folder.")
-    parts = [_read_trec_file(file, fine) for file in files]
-    return _checked(
-        TextData(
-            [text for part in parts for text in part.texts],
-            [label for part in parts for label in part.labels],
-            str(path),
-        )
-    )
+    test_file, whole_train_file = path / TREC_TEST_FILE, path / TREC_TRAIN_FILE
+    train_files = [whole_train_file] if whole_train_file.is_file() else [f for f in files if f != test_file]
+    if not train_files:
+        raise UserError(f"{path} holds the test file {TREC_TEST_FILE} only: add {TREC_TRAIN_FILE} to train on.")
+    parts = [_read_trec_file(file, fine) for file in train_files]
+    train = TextData([text for part in parts for text in part.texts],
+                     [label for part in parts for label in part.labels], str(path))
+    if not test_file.is_file():
+        return _trec_splits(train)
+    test = _read_trec_file(test_file, fine)
+    return {"train": train, "test": test,
+            "all": TextData(train.texts + test.texts, train.labels + test.labels, str(path))}
 
 
 def _read_trec_file(path, fine=False):
@@ -292,6 +306,9 @@ def _trec_splits(data):
     train, test = stratified_split(data, 0.1, SPLIT_SEED)
     return {"train": train, "test": test, "all": data}
 
+
+TREC_TRAIN_FILE = "train_5500.label"  # The published training set, all 5,452 questions.
+TREC_TEST_FILE = "TREC_10.label"  # The published test set: 500 questions of TREC 10.
 
 _NAMED_READERS = {
     "sst2": read_sst2,

@@ -114,6 +114,30 @@ def test_trec_file_latin1_coarse_and_fine(tmp_path):
     assert set(data.read_trec_fine(path)["all"].labels) == {"LOC:city", "HUM:ind"}
 
 
+def test_trec_folder_as_published_uses_the_whole_training_file_and_the_test_file(tmp_path):
+    # The published folder: train_1000 ... train_4000 are the first lines of train_5500, and
+    # TREC_10.label is the test set. Read together, the subsets would repeat questions.
+    lines = [f"{('LOC:city', 'HUM:ind', 'NUM:date')[i % 3]} Question number {i} ?" for i in range(60)]
+    write(tmp_path / "train_5500.label", "\n".join(lines))
+    write(tmp_path / "train_1000.label", "\n".join(lines[:30]))
+    write(tmp_path / "TREC_10.label", "LOC:city Where is Paris ?\nHUM:ind Who wrote Hamlet ?\n")
+    splits = data.load_splits(str(tmp_path))
+    assert splits.get("train").texts == [line.split(" ", 1)[1] for line in lines]
+    assert splits.get("test").texts == ["Where is Paris ?", "Who wrote Hamlet ?"]
+    assert splits.evaluation_split == "test" and len(splits.get("all")) == 62
+    assert data.read_trec_fine(tmp_path)["test"].labels == ["LOC:city", "HUM:ind"]
+    # Without train_5500, every other *.label file trains; without a test file, a tenth is held out.
+    (tmp_path / "train_5500.label").unlink()
+    assert len(data.read_trec(tmp_path)["train"]) == 30
+    (tmp_path / "TREC_10.label").unlink()
+    held_out = data.read_trec(tmp_path)
+    assert len(held_out["test"]) == 3 and len(held_out["train"]) == 27
+    (tmp_path / "train_1000.label").unlink()
+    write(tmp_path / "TREC_10.label", "LOC:city Where is Paris ?\n")
+    with pytest.raises(UserError, match="holds the test file TREC_10.label only: add train_5500.label"):
+        data.load_splits(str(tmp_path))
+
+
 def test_sms_mixed_encodings(tmp_path):
     raw = b"ham\tsee you at lunch\nspam\tWIN \xc2\xa3100 now\nspam\tcall \xa3 now\nham\tok\n"
     write(tmp_path / "SMSSpamCollection", raw)
