@@ -7,7 +7,8 @@ Formats read from a path (`--data PATH`):
 - a folder of class folders of `.txt` files, as `keras.utils.text_dataset_from_directory`
   reads it (`DIR/<class>/**/*.txt`, classes in alphanumeric order); a folder that holds
   `train/` and `test/` (and optionally `validation/`) folders of that layout has splits.
-- the published files of SST-2 (a folder with `train.tsv` and `dev.tsv`, `sentence<TAB>label`),
+- the published files of SST-2 (a folder with `train.tsv` and `dev.tsv`, `sentence<TAB>label`,
+  with GLUE's header row or without),
   TREC (a folder of `*.label` files, `COARSE:fine question`, ISO-8859-1) and the SMS Spam
   Collection (`SMSSpamCollection`, `ham|spam<TAB>text`).
 
@@ -198,15 +199,19 @@ def load(data, split="train", **kwargs):
 
 
 def read_sst2(folder):
-    """SST-2: `train.tsv` and `dev.tsv`, `sentence<TAB>label`, no header.
+    """SST-2: `train.tsv` and `dev.tsv`, `sentence<TAB>label`.
 
-    Labels 0 and 1 are named `negative` and `positive`.
+    Without a header (the sentence-level files of the shared data) or with GLUE's
+    `sentence<TAB>label` header (GLUE's SST-2, whose `train.tsv` holds the treebank's
+    phrases; its unlabeled `test.tsv` is not read). Labels 0 and 1 are named `negative`
+    and `positive`.
     """
     folder = pathlib.Path(folder)
     splits = {}
     for split, filename in (("train", "train.tsv"), ("validation", "dev.tsv")):
         if (folder / filename).is_file():
-            data = read_table(folder / filename, text_column=0, label_column=1, header=False)
+            # header=None: detected, so GLUE's first row is not read as a sentence labeled "label".
+            data = read_table(folder / filename, text_column=0, label_column=1, header=None)
             unknown = sorted(set(data.labels) - set(SST2_LABELS))
             if unknown:
                 raise UserError(

@@ -104,6 +104,17 @@ def test_sst2_folder(tmp_path):
     assert len(splits.get("all")) == 3
 
 
+def test_sst2_folder_as_glue_ships_it(tmp_path):
+    # GLUE's SST-2: a header row in train.tsv and dev.tsv, and an unlabeled test.tsv.
+    write(tmp_path / "train.tsv", "sentence\tlabel\nhide new secretions \t0\na gripping film \t1\n")
+    write(tmp_path / "dev.tsv", "sentence\tlabel\nit 's a charming journey .\t1\n")
+    write(tmp_path / "test.tsv", "index\tsentence\n0\tuneasy mishmash of styles\n")
+    splits = data.load_splits(str(tmp_path))
+    assert [text.strip() for text in splits.get("train").texts] == ["hide new secretions", "a gripping film"]
+    assert splits.get("train").labels == ["negative", "positive"]
+    assert splits.get("validation").labels == ["positive"] and len(splits.get("all")) == 3
+
+
 def test_trec_file_latin1_coarse_and_fine(tmp_path):
     lines = [f"{'LOC:city' if i % 2 else 'HUM:ind'} Which city is n\xb0 {i} ?" for i in range(20)]
     path = write(tmp_path / "train_5500.label", "\n".join(lines), encoding="iso-8859-1")
