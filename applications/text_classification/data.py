@@ -101,6 +101,7 @@ SST2_LABELS = {"0": "negative", "1": "positive"}
 _HEADER_WORDS = {
     "text", "sentence", "sentences", "review", "message", "document", "content", "body",
     "question", "label", "labels", "class", "category", "target", "sentiment", "y", "tag",
+    "v1", "v2",  # Kaggle's spam.csv: `v1,v2,,,` over `ham|spam,text,,,`.
 }
 
 
@@ -517,9 +518,16 @@ def _looks_like_header(rows, text_column, label_column, label_index):
 
 
 def _detect_label_column(rows, width):
-    """The column with the fewest distinct values (ties: the shortest values)."""
+    """The column with the fewest distinct values (ties: the shortest values).
+
+    Among the columns filled on at least half of the rows where there are any: a column blank
+    on most rows (the trailing `,,,` of Kaggle's spam.csv) has the fewest values, but it is no
+    label column. (A label column with a few blank rows stays one: those rows are errors.)
+    """
+    filled = [index for index in range(width)
+              if 2 * sum(index < len(row) and bool(row[index].strip()) for row in rows) >= len(rows)]
     best = None
-    for index in range(width):
+    for index in filled or range(width):
         values = [row[index].strip() for row in rows if index < len(row)]
         if not values:
             continue

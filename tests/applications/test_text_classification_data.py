@@ -46,6 +46,18 @@ def test_csv_columns_by_index_and_bom(tmp_path):
     assert result.texts == ["nice one", "awful"] and result.labels == ["pos", "neg"]
 
 
+def test_kaggle_spam_csv_with_its_blank_trailing_columns(tmp_path):
+    # Kaggle's spam.csv: a `v1,v2,,,` header, latin-1, three trailing columns blank on most rows
+    # (the fewest distinct values: they were taken for the labels) and filled on a few.
+    rows = ["v1,v2,,,", 'ham,"Go until jurong point, crazy..",,,', "spam,Free entry: win \xa3100,,,",
+            "ham,I\x92ll call you,,,", 'ham,"Sorry, I\x92ll call later", but later,, today,',
+            "spam,WINNER!! claim your prize,,,"]
+    path = write(tmp_path / "spam.csv", "\n".join(rows) + "\n", encoding="latin-1")
+    whole = data.load_splits(str(path), encoding="latin-1").get("all")
+    assert whole.labels == ["ham", "spam", "ham", "ham", "spam"]
+    assert whole.texts[:3] == ["Go until jurong point, crazy..", "Free entry: win \xa3100", "I\x92ll call you"]
+
+
 def test_table_file_holds_out_a_fixed_stratified_fifth(tmp_path):
     lines = [f"text {i}\t{'a' if i < 10 else 'b'}" for i in range(20)]
     path = write(tmp_path / "d.tsv", "\n".join(lines))
