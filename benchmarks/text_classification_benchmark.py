@@ -21,7 +21,7 @@ CNN of Kim (2014) from random embeddings, the model the targets quote, over five
 `svm-folds` (seconds): the same SVM on each of ten stratified tenths of all the data, fit on the
 other nine, for the spread between tenths. They tell how hard each held-out split is: TREC's
 held-out tenth of the training file is harder than TREC's official test set, on which the
-published CNN figures are measured, and so is every other tenth.
+published CNN figures are measured, and the spread between tenths shows it is a typical one.
 
 The data directory defaults to `../shared/data` beside the checkout (set
 `KERAS_ATTENTION_DATA` to use another).

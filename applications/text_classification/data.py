@@ -19,9 +19,9 @@ Named data sets (`--data sst2`) resolve inside the data directory (`KERAS_ATTENT
 Splits. SST-2: `train` and `validation` (the published dev file; the published test split is
 not distributed, so `validation` is what `evaluate` uses). TREC: `test` is the published test
 file `TREC_10.label` where the folder holds it, a held-out tenth of the training file otherwise
-(the shared data holds no test file), `train` the rest. SMS Spam Collection, a TSV/CSV file and a folder of class
-folders: `test` is a held-out fifth, `train` the rest (as the other applications do with data
-that has no test split). `all` is everything. Held-out splits are stratified and drawn with the
+(the shared data holds no test file), `train` the rest. SMS Spam Collection, a TSV/CSV file and
+a folder of class folders: `test` is a held-out fifth, `train` the rest (as the other
+applications do with data that has no test split). `all` is everything. Held-out splits are stratified and drawn with the
 fixed `SPLIT_SEED`, not the training seed, so that every run is tested on the same examples.
 The validation data that training tunes on (early stopping) is always cut out of the `train`
 split by the recipe.
@@ -97,6 +97,8 @@ KNOWN_DATA_SETS = (
 )
 NAMED_DATA_SETS = {dataset.name: dataset for dataset in KNOWN_DATA_SETS}
 SST2_LABELS = {"0": "negative", "1": "positive"}
+TREC_TRAIN_FILE = "train_5500.label"  # The published training set, all 5,452 questions.
+TREC_TEST_FILE = "TREC_10.label"  # The published test set: 500 questions of TREC 10.
 # Header names that say "this first row is a header", for files without `label_column=`.
 _HEADER_WORDS = {
     "text", "sentence", "sentences", "review", "message", "document", "content", "body",
@@ -312,9 +314,6 @@ def _trec_splits(data):
     train, test = stratified_split(data, 0.1, SPLIT_SEED)
     return {"train": train, "test": test, "all": data}
 
-
-TREC_TRAIN_FILE = "train_5500.label"  # The published training set, all 5,452 questions.
-TREC_TEST_FILE = "TREC_10.label"  # The published test set: 500 questions of TREC 10.
 
 _NAMED_READERS = {
     "sst2": read_sst2,
