@@ -274,6 +274,12 @@ def train(
         evaluation.check_labels(train_split.labels, class_names, train_split.source)
     else:
         class_names = train_split.class_names
+    # Evaluate on the held-out split when there is one, else on the validation slice.
+    held_out = splits.evaluation_split
+    if held_out == "all" or not splits.splits[held_out].texts:
+        held_out = None  # A file too small to hold anything out.
+    else:
+        check_held_out_classes(splits.get(held_out), class_names, quiet)
 
     with RunFolder(output, resume=resume, overwrite=overwrite) as run:
         started = time.perf_counter()
@@ -322,10 +328,6 @@ def train(
         )
         training_seconds = time.perf_counter() - started
 
-        # Evaluate on the held-out split when there is one, else on the validation slice.
-        held_out = splits.evaluation_split
-        if held_out == "all" or not splits.splits[held_out].texts:
-            held_out = None  # A file too small to hold anything out.
         evaluated = splits.get(held_out) if held_out else validation
         metrics = measure(classifier, evaluated, batch_size=256)
         write_pictures(classifier, evaluated, metrics, run.file(CONFUSION_MATRIX_FILE),
@@ -366,6 +368,25 @@ def train(
         run.file(VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
         (tuning.export(classifier) if tuning is not None else classifier).save(run.file(MODEL_FILE))
     return metrics
+
+
+def check_held_out_classes(held_out, class_names, quiet=False):
+    """Before training: refuse a held-out split with classes the model will not know.
+
+    Training classes that the held-out split lacks are allowed, with a note: aclImdb's
+    `train/unsup` folder of unlabeled reviews, for one, would otherwise train as a class.
+    """
+    unknown = sorted(set(held_out.labels) - set(class_names))
+    if unknown:
+        raise UserError(
+            f"{held_out.source} has classes the model will not learn: "
+            f"{', '.join(map(repr, unknown[:5]))} (it learns {', '.join(map(repr, class_names))}). "
+            f"Give the training data examples of every class."
+        )
+    untested = [name for name in class_names if name not in set(held_out.labels)]
+    if untested and not quiet:
+        print(f"Note: classes with no example in {held_out.source}: {', '.join(map(repr, untested))}. "
+              "They train, but the evaluation cannot score them. Is one a folder that holds no class?")
 
 
 def finetune(model, data, output, settings=None, **kwargs):

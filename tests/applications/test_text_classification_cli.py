@@ -167,6 +167,32 @@ def test_train_on_bad_data(tmp_path, capsys, content, message):
     assert not (tmp_path / ".run.partial").exists()
 
 
+def _class_folders(root, classes):
+    for name in classes:
+        for i in range(6):
+            path = root / name / f"{i}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"a {name} text number {i}")
+
+
+def test_train_checks_the_test_classes_before_training(tmp_path, capsys):
+    # A test class the training data lacks: refused before anything is trained or written.
+    _class_folders(tmp_path / "data" / "train", ["neg", "pos"])
+    _class_folders(tmp_path / "data" / "test", ["neg", "pos", "other"])
+    output = tmp_path / "run"
+    status, _, err = run_cli(capsys, "train", "text-classification", "--data", tmp_path / "data",
+                             "--output", output, *TINY)
+    one_line_error(status, err, "has classes the model will not learn: 'other' (it learns 'neg', 'pos')")
+    assert not output.exists() and not (tmp_path / ".run.partial").exists()
+    # A training class the test split lacks (aclImdb's train/unsup): trained, with a note.
+    _class_folders(tmp_path / "imdb" / "train", ["neg", "pos", "unsup"])
+    _class_folders(tmp_path / "imdb" / "test", ["neg", "pos"])
+    status, out, _ = run_cli(capsys, "train", "text-classification", "--data", tmp_path / "imdb",
+                             "--output", output, "--epochs", "1", *TINY)
+    assert status == 0 and (output / "model.keras").exists()
+    assert f"Note: classes with no example in {tmp_path / 'imdb' / 'test'}: 'unsup'." in out
+
+
 def test_predict_without_text_and_missing_model(run_dir, tmp_path, capsys):
     status, _, err = run_cli(capsys, "predict", "text-classification", "--model", run_dir)
     one_line_error(status, err, "No text to classify")
