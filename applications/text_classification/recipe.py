@@ -374,16 +374,17 @@ def check_held_out_classes(held_out, class_names, quiet=False):
     """Before training: refuse a held-out split with classes the model will not know.
 
     Training classes that the held-out split lacks are allowed, with a note: aclImdb's
-    `train/unsup` folder of unlabeled reviews, for one, would otherwise train as a class.
+    `train/unsup` folder of unlabeled reviews, for one, trains as a class unless moved out.
     """
-    unknown = sorted(set(held_out.labels) - set(class_names))
+    tested = set(held_out.labels)
+    unknown = sorted(tested - set(class_names))
     if unknown:
         raise UserError(
             f"{held_out.source} has classes the model will not learn: "
             f"{', '.join(map(repr, unknown[:5]))} (it learns {', '.join(map(repr, class_names))}). "
             f"Give the training data examples of every class."
         )
-    untested = [name for name in class_names if name not in set(held_out.labels)]
+    untested = [name for name in class_names if name not in tested]
     if untested and not quiet:
         print(f"Note: classes with no example in {held_out.source}: {', '.join(map(repr, untested))}. "
               "They train, but the evaluation cannot score them. Is one a folder that holds no class?")
