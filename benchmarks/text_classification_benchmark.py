@@ -121,13 +121,10 @@ def tenths(data, seed=0):
     """`(the other nine, one tenth)` for each of ten stratified tenths of `data`."""
     from sklearn.model_selection import StratifiedKFold
 
-    from applications.text_classification.data import TextData
-
-    def part(indices):
-        return TextData([data.texts[i] for i in indices], [data.labels[i] for i in indices], data.source)
+    from applications.text_classification.data import take
 
     folds = StratifiedKFold(10, shuffle=True, random_state=seed).split(data.texts, data.labels)
-    return [(part(rest), part(held_out)) for rest, held_out in folds]
+    return [(take(data, rest), take(data, held_out)) for rest, held_out in folds]
 
 
 def svm_predictions(train, texts):

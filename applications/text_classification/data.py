@@ -141,11 +141,7 @@ class Splits:
     def get(self, split):
         if split == "all" and "all" not in self.splits:
             parts = list(self.splits.values())
-            return TextData(
-                [text for part in parts for text in part.texts],
-                [label for part in parts for label in part.labels],
-                parts[0].source,
-            )
+            return joined(parts, parts[0].source)
         if split not in self.splits:
             raise UserError(
                 f"The data set {self.name} has no '{split}' split; it has "
@@ -279,14 +275,11 @@ def _read_trec(folder_or_file, fine):
     train_files = [whole_train_file] if whole_train_file.is_file() else [f for f in files if f != test_file]
     if not train_files:
         raise UserError(f"{path} holds the test file {TREC_TEST_FILE} only: add {TREC_TRAIN_FILE} to train on.")
-    parts = [_read_trec_file(file, fine) for file in train_files]
-    train = TextData([text for part in parts for text in part.texts],
-                     [label for part in parts for label in part.labels], str(path))
+    train = joined([_read_trec_file(file, fine) for file in train_files], str(path))
     if not test_file.is_file():
         return _trec_splits(train)
     test = _read_trec_file(test_file, fine)
-    return {"train": train, "test": test,
-            "all": TextData(train.texts + test.texts, train.labels + test.labels, str(path))}
+    return {"train": train, "test": test, "all": joined([train, test], str(path))}
 
 
 def _read_trec_file(path, fine=False):
@@ -422,6 +415,12 @@ def _read_class_folder(folder, encoding):
 
 
 # === Helpers ===
+
+
+def joined(parts, source):
+    """One `TextData` of the examples of `parts`, in order."""
+    return TextData([text for part in parts for text in part.texts],
+                    [label for part in parts for label in part.labels], source)
 
 
 def stratified_split(data, fraction, seed):
