@@ -150,7 +150,8 @@ def run_all(args, work):
         pretrain_run = Path(args.pretrained)
         metrics = json.loads((pretrain_run / "metrics.json").read_text())
         pretrained = {"metrics": metrics, "wall": metrics["training_seconds"] + metrics["preparation_seconds"],
-                      "cpu": None, "load": None, "reused": str(pretrain_run)}
+                      "cpu": None, "load": None, "reused": str(pretrain_run),
+                      "from": json.loads((pretrain_run / "settings.json").read_text()).get("from")}
     else:
         corpus = (imdb_corpus if args.corpus == "imdb" else corpus_files)(work)
         pretrain_run = work / "pretrained"
@@ -196,6 +197,9 @@ def write_results(args, pretrained, runs, total):
               "`keras-attention pretrain text` on the same corpus and settings): its wall time is its "
               "own fit + preparation time; CPU time and load were not recorded; the whole-benchmark "
               "time below leaves it out.") if pretrained.get("reused") else ""
+    if pretrained.get("from"):
+        reused += (f" That run continued the encoder of `{pretrained['from']}` (`pretrain text --from`, "
+                   "the same corpus): its epochs and times below are the continuation's alone.")
     targets = [
         ("(a) pretrained + full fine-tuning beats scratch by >= 2 points", f"{gain * 100:+.2f} points",
          gain >= PRETRAIN_TARGET),
