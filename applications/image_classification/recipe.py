@@ -30,7 +30,7 @@ from applications.common import (
     write_json,
 )
 from applications.image_classification import evaluation
-from applications.image_classification.data import ImageData, load_data, to_channels
+from applications.image_classification.data import ImageData, load_data
 from applications.image_classification.model import (
     build_vit,
     channels_of,
