@@ -11,6 +11,13 @@ from keras_attention.finetune.freezing import unfreeze
 DEFAULT_TARGETS = ("query", "value")
 # keras's layers with `enable_lora`; `ReversibleEmbedding` is an `Embedding`.
 ADAPTABLE = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding)
+# A table's `A (V, r)` holds one row per token, and a token gets a gradient only where the
+# fine-tuning data uses it. Drawn at random (keras's default, right for a projection's `A`),
+# every row the data never reaches would still move the table once `B` learns, by its random
+# row times `B`: words seen only at prediction time would come out perturbed. So `A` starts
+# at zero and `B` is drawn, as in the reference implementation (loralib's `Embedding`); the
+# table still starts unchanged, and unused tokens keep their pretrained rows.
+EMBEDDING_INITIALIZERS = {"a_initializer": "zeros", "b_initializer": "random_normal"}
 
 
 def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=()):
@@ -23,8 +30,10 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
     `W + (alpha / rank) * A @ B`, with `B` starting at zero so the model's
     outputs are unchanged at first. A matching `Embedding` layer (a
     `token_embedding`, named in `targets`) gets the same update of its table,
-    `A (vocabulary, r)`, `B (r, D)`: the way to adapt a vocabulary that the
-    pretraining corpus used differently from the task. Every other weight is
+    `A (vocabulary, r)`, `B (r, D)`, with `A` starting at zero instead (so the
+    tokens the fine-tuning data never uses keep their rows): the way to adapt
+    a vocabulary that the pretraining corpus used differently from the task.
+    Every other weight is
     frozen, except in the layers matching `keep_trainable` (a new task head,
     say).
 
@@ -84,7 +93,10 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
             "Pass the names of projection layers, e.g. ('query', 'value')."
         )
     for layer in adapted:
-        layer.enable_lora(rank, lora_alpha=alpha)
+        if isinstance(layer, keras.layers.Embedding):
+            layer.enable_lora(rank, lora_alpha=alpha, **EMBEDDING_INITIALIZERS)
+        else:
+            layer.enable_lora(rank, lora_alpha=alpha)
     adapters = {
         id(variable)
         for layer in adapted
@@ -112,9 +124,10 @@ def restart_lora(model):
     loading, sets both adapters to zero: outputs are right, but with `A` and
     `B` both zero neither gets a gradient again, so a run resumed from a
     checkpoint (`keras.callbacks.BackupAndRestore`) would train only the
-    layers kept trainable. This draws `A` again as `enable_lora` does
-    (`he_uniform`) wherever both are zero, leaving `B` at zero: the outputs
-    are unchanged and the adapters learn from the merged kernel on.
+    layers kept trainable. Wherever both are zero, this draws again the one
+    that `apply_lora` draws (`A` of a projection, `B` of an embedding table),
+    leaving the other at zero: the outputs are unchanged and the adapters
+    learn from the merged kernel on.
 
     Args:
         model: a `keras.Model` with adapters from `apply_lora`.
@@ -143,7 +156,11 @@ def restart_lora(model):
         a, b = sorted((v for v in layer.variables if v.name.startswith("lora_")), key=lambda v: v.name)
         if keras.ops.any(a != 0) or keras.ops.any(b != 0):
             continue
-        a.assign(keras.initializers.HeUniform()(a.shape, a.dtype))
+        if isinstance(layer, keras.layers.Embedding):
+            initializer = keras.initializers.get(EMBEDDING_INITIALIZERS["b_initializer"])
+            b.assign(initializer(b.shape, b.dtype))
+        else:
+            a.assign(keras.initializers.HeUniform()(a.shape, a.dtype))
         restarted.append(layer)
     return restarted
 

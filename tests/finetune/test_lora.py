@@ -106,6 +106,26 @@ def test_embedding_table_adapters_train_and_merge(tmp_path):
     np.testing.assert_allclose(ops.convert_to_numpy(restored(ids)), ops.convert_to_numpy(model(ids)), atol=1e-5)
 
 
+def test_tokens_the_data_never_uses_keep_their_rows():
+    """Only the rows of the tokens in the fine-tuning data move; the others stay as pretrained.
+
+    With keras's default initialization (`A` drawn, `B` zero) every row would move once `B`
+    learns, by the token's random row of `A` times `B`.
+    """
+    token_ids = keras.Input((5,), dtype="int32")
+    x = TokenAndPositionEmbedding(20, 5, 8, name="embedding")(token_ids)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling1D()(x))
+    model = keras.Model(token_ids, outputs)
+    table = ops.convert_to_numpy(model.get_layer("embedding").token_embedding.embeddings).copy()
+    apply_lora(model, rank=2, targets=("token_embedding",), keep_trainable=("head",))
+    ids = np.random.default_rng(2).integers(0, 10, size=(32, 5)).astype("int32")  # Tokens 10-19 unused.
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(ids, np.arange(32) % 2, epochs=3, verbose=0)
+    tuned = ops.convert_to_numpy(merge_lora(model).get_layer("embedding").token_embedding.embeddings)
+    np.testing.assert_array_equal(tuned[10:], table[10:])
+    assert np.all(np.abs(tuned[:10] - table[:10]).max(axis=1) > 1e-3)
+
+
 def test_merge_after_training_leaves_the_optimizer_state_behind():
     """The adapted model's optimizer has slots for the adapters; the merged one starts afresh.
 
@@ -174,6 +194,24 @@ def test_resumed_from_a_checkpoint_the_adapters_train_again(tmp_path):
     np.testing.assert_allclose(seen["outputs"], trained, atol=1e-5)  # The restored run's outputs.
     assert seen["restarted again"] == []  # Adapters in use are left alone.
     assert np.any(ops.convert_to_numpy(resumed.get_layer("hidden").lora_kernel_b))
+
+
+def test_restart_draws_the_table_adapters_b():
+    token_ids = keras.Input((5,), dtype="int32")
+    x = TokenAndPositionEmbedding(20, 5, 8, name="embedding")(token_ids)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling1D()(x))
+    model = keras.Model(token_ids, outputs)
+    apply_lora(model, rank=2, targets=("token_embedding",), keep_trainable=("head",))
+    table = model.get_layer("embedding").token_embedding
+    store = {}
+    table.save_own_variables(store)
+    table.load_own_variables(store)  # Adapters now zero, as after a checkpoint.
+    ids = np.random.default_rng(3).integers(0, 20, size=(8, 5)).astype("int32")
+    before = ops.convert_to_numpy(model(ids))
+    assert [layer.name for layer in restart_lora(model)] == ["token_embedding"]
+    assert not np.any(ops.convert_to_numpy(table.lora_embeddings_a))
+    assert np.any(ops.convert_to_numpy(table.lora_embeddings_b))
+    np.testing.assert_allclose(ops.convert_to_numpy(model(ids)), before, atol=1e-6)
 
 
 @pytest.mark.parametrize(
