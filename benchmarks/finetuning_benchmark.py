@@ -155,11 +155,6 @@ def run_all(args, work):
         # A pretraining run of this script's settings, reused: its own timing (fit and
         # preparation, from metrics.json); CPU time and load were not recorded.
         pretrain_run = Path(args.pretrained)
-        run_settings = json.loads((pretrain_run / "settings.json").read_text())
-        for key, value in sizes.items():
-            if run_settings[key] != value:
-                sys.exit(f"--{key.replace('_', '-')} {value}: the --pretrained run has {run_settings[key]}; "
-                         "leave the flag out or pass that run's value.")
         metrics = json.loads((pretrain_run / "metrics.json").read_text())
         pretrained = {"metrics": metrics, "wall": metrics["training_seconds"] + metrics["preparation_seconds"],
                       "cpu": None, "load": None, "reused": str(pretrain_run),
@@ -171,6 +166,10 @@ def run_all(args, work):
         pretrained = measured(lambda: pretraining.pretrain(
             corpus, pretrain_run, epochs=args.pretrain_epochs, quiet=True, settings=sizes))
     run_settings = json.loads((pretrain_run / "settings.json").read_text())
+    for key, value in sizes.items():  # Only a reused run can differ.
+        if run_settings[key] != value:
+            sys.exit(f"--{key.replace('_', '-')} {value}: the --pretrained run has {run_settings[key]}; "
+                     "leave the flag out or pass that run's value.")
     pretrained["encoder"] = {key: run_settings[key] for key in ENCODER_SIZES}
     print(json.dumps(pretrained), flush=True)
     runs = []
@@ -199,6 +198,8 @@ def mean(values):
 
 
 def write_results(args, pretrained, runs, total):
+    from applications.text_classification import pretraining
+
     by_name = {}
     for run in runs:
         by_name.setdefault(run["name"], []).append(run)
@@ -291,8 +292,6 @@ def write_results(args, pretrained, runs, total):
         f"load average {total['load']:.1f}.",
         "",
     ]
-    from applications.text_classification import pretraining
-
     # An encoder of other sizes than the pretraining recipe's gets its own results file
     # (`finetuning_imdb_w256_f512.md`: 256 wide, feed-forward 512).
     tag = "".join(f"_{ENCODER_SIZES[key]}{value}" for key, value in encoder.items()

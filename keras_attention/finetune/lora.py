@@ -33,9 +33,8 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
     `A (vocabulary, r)`, `B (r, D)`, with `A` starting at zero instead (so the
     tokens the fine-tuning data never uses keep their rows): the way to adapt
     a vocabulary that the pretraining corpus used differently from the task.
-    Every other weight is
-    frozen, except in the layers matching `keep_trainable` (a new task head,
-    say).
+    Every other weight is frozen, except in the layers matching
+    `keep_trainable` (a new task head, say).
 
     Args:
         model: a built `keras.Model`.
