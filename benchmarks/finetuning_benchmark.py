@@ -157,8 +157,7 @@ def run_all(args, work):
         pretrain_run = Path(args.pretrained)
         metrics = json.loads((pretrain_run / "metrics.json").read_text())
         pretrained = {"metrics": metrics, "wall": metrics["training_seconds"] + metrics["preparation_seconds"],
-                      "cpu": None, "load": None, "reused": str(pretrain_run),
-                      "from": json.loads((pretrain_run / "settings.json").read_text()).get("from")}
+                      "cpu": None, "load": None, "reused": str(pretrain_run)}
     else:
         corpus = (imdb_corpus if args.corpus == "imdb" else corpus_files)(work)
         pretrain_run = work / "pretrained"
@@ -171,6 +170,7 @@ def run_all(args, work):
             sys.exit(f"--{key.replace('_', '-')} {value}: the --pretrained run has {run_settings[key]}; "
                      "leave the flag out or pass that run's value.")
     pretrained["encoder"] = {key: run_settings[key] for key in ENCODER_SIZES}
+    pretrained["from"] = run_settings.get("from")  # A run that continued another (`pretrain text --from`).
     print(json.dumps(pretrained), flush=True)
     runs = []
     for seed in args.seeds:

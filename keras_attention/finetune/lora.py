@@ -11,12 +11,13 @@ from keras_attention.finetune.freezing import unfreeze
 DEFAULT_TARGETS = ("query", "value")
 # keras's layers with `enable_lora`; `ReversibleEmbedding` is an `Embedding`.
 ADAPTABLE = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding)
+# `enable_lora`'s initializers: one of the two adapters starts at zero, so outputs start unchanged.
+PROJECTION_INITIALIZERS = {"a_initializer": "he_uniform", "b_initializer": "zeros"}  # keras's own
 # A table's `A (V, r)` holds one row per token, and a token gets a gradient only where the
-# fine-tuning data uses it. Drawn at random (keras's default, right for a projection's `A`),
-# every row the data never reaches would still move the table once `B` learns, by its random
-# row times `B`: words seen only at prediction time would come out perturbed. So `A` starts
-# at zero and `B` is drawn, as in the reference implementation (loralib's `Embedding`); the
-# table still starts unchanged, and unused tokens keep their pretrained rows.
+# fine-tuning data uses it. Drawn at random, every row the data never reaches would still move
+# the table once `B` learns, by its random row times `B`: words seen only at prediction time
+# would come out perturbed. So `A` starts at zero and `B` is drawn, as in the reference
+# implementation (loralib's `Embedding`): unused tokens keep their pretrained rows.
 EMBEDDING_INITIALIZERS = {"a_initializer": "zeros", "b_initializer": "random_normal"}
 
 
@@ -92,10 +93,7 @@ def apply_lora(model, rank, alpha=None, targets=DEFAULT_TARGETS, keep_trainable=
             "Pass the names of projection layers, e.g. ('query', 'value')."
         )
     for layer in adapted:
-        if isinstance(layer, keras.layers.Embedding):
-            layer.enable_lora(rank, lora_alpha=alpha, **EMBEDDING_INITIALIZERS)
-        else:
-            layer.enable_lora(rank, lora_alpha=alpha)
+        layer.enable_lora(rank, lora_alpha=alpha, **_initializers(layer))
     adapters = {
         id(variable)
         for layer in adapted
@@ -155,11 +153,10 @@ def restart_lora(model):
         a, b = sorted((v for v in layer.variables if v.name.startswith("lora_")), key=lambda v: v.name)
         if keras.ops.any(a != 0) or keras.ops.any(b != 0):
             continue
-        if isinstance(layer, keras.layers.Embedding):
-            initializer = keras.initializers.get(EMBEDDING_INITIALIZERS["b_initializer"])
-            b.assign(initializer(b.shape, b.dtype))
-        else:
-            a.assign(keras.initializers.HeUniform()(a.shape, a.dtype))
+        initializers = _initializers(layer)
+        for adapter, key in ((a, "a_initializer"), (b, "b_initializer")):
+            if initializers[key] != "zeros":
+                adapter.assign(keras.initializers.get(initializers[key])(adapter.shape, adapter.dtype))
         restarted.append(layer)
     return restarted
 
@@ -210,6 +207,12 @@ def merge_lora(model):
                 target.load_assets(assets)
     unfreeze(merged)  # The frozen batch normalizations too (`trainable = True` stops at the model).
     return merged
+
+
+def _initializers(layer):
+    if isinstance(layer, keras.layers.Embedding):
+        return EMBEDDING_INITIALIZERS
+    return PROJECTION_INITIALIZERS
 
 
 def _without_lora(config):

@@ -24,6 +24,14 @@ def data():
     return rng.normal(size=(32, 6, 16)).astype("float32"), rng.integers(0, 3, size=(32,))
 
 
+def embedding_model(mask_zero=False):
+    """Token ids (5 of a 20-token vocabulary) to 2 logits: a token table, pooling and a head."""
+    token_ids = keras.Input((5,), dtype="int32")
+    x = TokenAndPositionEmbedding(20, 5, 8, mask_zero=mask_zero, name="embedding")(token_ids)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling1D()(x))
+    return keras.Model(token_ids, outputs)
+
+
 def test_adapters_start_at_zero_and_only_they_train():
     model = make_model()
     x, y = data()
@@ -112,10 +120,7 @@ def test_tokens_the_data_never_uses_keep_their_rows():
     With keras's default initialization (`A` drawn, `B` zero) every row would move once `B`
     learns, by the token's random row of `A` times `B`.
     """
-    token_ids = keras.Input((5,), dtype="int32")
-    x = TokenAndPositionEmbedding(20, 5, 8, name="embedding")(token_ids)
-    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling1D()(x))
-    model = keras.Model(token_ids, outputs)
+    model = embedding_model()
     table = ops.convert_to_numpy(model.get_layer("embedding").token_embedding.embeddings).copy()
     apply_lora(model, rank=2, targets=("token_embedding",), keep_trainable=("head",))
     ids = np.random.default_rng(2).integers(0, 10, size=(32, 5)).astype("int32")  # Tokens 10-19 unused.
@@ -133,10 +138,7 @@ def test_merge_after_training_leaves_the_optimizer_state_behind():
     positions and head), so carrying the optimizer state over would assign a (20, 2) slot to
     the (20, 8) table.
     """
-    token_ids = keras.Input((5,), dtype="int32")
-    x = TokenAndPositionEmbedding(20, 5, 8, mask_zero=True, name="embedding")(token_ids)
-    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling1D()(x))
-    model = keras.Model(token_ids, outputs)
+    model = embedding_model(mask_zero=True)
     apply_lora(model, rank=2, targets=("token_embedding",), keep_trainable=("head",))
     ids = np.random.default_rng(1).integers(1, 20, size=(16, 5)).astype("int32")
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -197,10 +199,7 @@ def test_resumed_from_a_checkpoint_the_adapters_train_again(tmp_path):
 
 
 def test_restart_draws_the_table_adapters_b():
-    token_ids = keras.Input((5,), dtype="int32")
-    x = TokenAndPositionEmbedding(20, 5, 8, name="embedding")(token_ids)
-    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling1D()(x))
-    model = keras.Model(token_ids, outputs)
+    model = embedding_model()
     apply_lora(model, rank=2, targets=("token_embedding",), keep_trainable=("head",))
     table = model.get_layer("embedding").token_embedding
     store = {}
