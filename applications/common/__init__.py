@@ -15,9 +15,10 @@ module's `main(argv) -> int` gets the rest of the command line; it is
 a user's mistake as one line, `PROG: error: MESSAGE`.
 
 `pretrain text` (`applications/text_classification/pretrain_command.py`)
-trains the text classifier's encoder as a masked language model on
-unlabeled sentences and writes a run folder whose settings.json has
-`"task": "masked-language-model"`; `finetune text-classification --from
+trains the text classifier's encoder on unlabeled text (as a masked
+language model, or to tell which sentences share a document) and writes a
+run folder whose settings.json has `"task": "text-pretraining"`;
+`finetune text-classification --from
 THAT_RUN` starts a new classifier (new head, `--ensemble-size` members)
 from its tokenizer, embedding and encoder blocks.
 

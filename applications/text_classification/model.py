@@ -276,7 +276,7 @@ def _member(
     return keras.Model(token_ids, probabilities, name=name)
 
 
-# === The encoder, shared by the classifier and masked-language-model pretraining ===
+# === The encoder, shared by the classifier and pretraining (pretraining.py) ===
 
 
 def encoder_layers(

@@ -198,3 +198,110 @@ def test_random_replacements_never_put_padding_inside_a_sentence():
     inputs, _, _ = pretraining.masked(generator, token_ids)
     ids = inputs["token_ids"].numpy()
     assert (ids[:, :8] != 0).all() and (ids[:, 8:] == 0).all()
+
+
+# === Same-document objective ===
+
+
+@pytest.fixture(scope="module")
+def translation_documents(tmp_path_factory):
+    """1,000 documents of two sentences: a Multi30k caption and its German translation."""
+    from applications.common.data import data_dir
+
+    folder = data_dir() / "translation/multi30k"
+    with gzip.open(folder / "val.en.gz", "rt", encoding="utf-8") as en, \
+            gzip.open(folder / "val.de.gz", "rt", encoding="utf-8") as de:
+        pairs = [(next(en).strip(), next(de).strip()) for _ in range(1000)]
+    path = tmp_path_factory.mktemp("corpus") / "documents.txt.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(f"{english}\n{german}\n\n" for english, german in pairs)
+    return path
+
+
+def test_same_document_learns_to_pair_held_out_translations(translation_documents, tmp_path):
+    # Held-out documents: the model must find a caption's translation among 32 sentences
+    # (chance: 1 in 32) from words and names the two languages share and what it learned.
+    metrics = pretraining.pretrain(
+        [translation_documents], tmp_path / "run", epochs=10, batch_size=32, quiet=True,
+        settings={"objective": "same-document", "hidden_dim": 32, "num_layers": 1, "intermediate_dim": 64,
+                  "num_heads": 2, "vocabulary_size": 1000, "sequence_length": 32, "validation_fraction": 0.1,
+                  "learning_rate": 0.003},
+    )
+    assert metrics["objective"] == "same-document"
+    assert metrics["same_document_accuracy_before"] < 0.1 and metrics["same_document_accuracy"] > 0.3, metrics
+    assert metrics["same_document_loss"] < metrics["same_document_loss_before"] - 1.0, metrics
+    assert (metrics["train_documents"], metrics["validation_documents"]) == (900, 100)
+    settings = json.loads((tmp_path / "run" / "settings.json").read_text())
+    assert settings["task"] == pretraining.TASK and settings["objective"] == "same-document"
+    assert settings["epochs"] == 10
+
+
+def test_same_document_continues_a_masked_lm_run_and_fine_tunes(pretrained, translation_documents, capsys,
+                                                                 tmp_path):
+    status, _, err = run_cli(capsys, "pretrain", "text", "--objective", "same-document", "--from", pretrained,
+                             "--corpus", translation_documents, "--epochs", "1", "--batch-size", "32", "--quiet",
+                             "--output", tmp_path / "doc")
+    assert status == 0, err
+    assert (tmp_path / "doc" / "vocabulary.txt").read_text() == (pretrained / "vocabulary.txt").read_text()
+    base = keras.saving.load_model(pretrained / "model.keras", safe_mode=True).get_layer("encoder")
+    continued = keras.saving.load_model(tmp_path / "doc" / "model.keras", safe_mode=True).get_layer("encoder")
+    assert any(not np.allclose(ours, theirs) for ours, theirs in zip(continued.get_weights(), base.get_weights()))
+    status, _, err = run_cli(capsys, "finetune", "text-classification", "--from", tmp_path / "doc", "--data", "sst2",
+                             "--max-examples", "100", "--epochs", "1", "--ensemble-size", "1", "--quiet",
+                             "--output", tmp_path / "sst2")
+    assert status == 0, err
+    settings = json.loads((tmp_path / "sst2" / "settings.json").read_text())
+    assert settings["pretrained"] == str(tmp_path / "doc") and settings["hidden_dim"] == 16
+
+
+def test_read_corpus_splits_documents_at_blank_lines_and_file_ends(tmp_path):
+    (tmp_path / "a.txt").write_text("one\ntwo\n\n\n  \nthree\n", encoding="utf-8")
+    with gzip.open(tmp_path / "b.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("four\nfive")
+    documents = pretraining.read_corpus([tmp_path / "a.txt", tmp_path / "b.txt.gz"])
+    assert documents == [["one", "two"], ["three"], ["four", "five"]]
+
+
+def test_document_pairs_are_two_sentences_of_one_document():
+    # Sentence row r holds the id r + 1; documents of 2, 3 and 5 sentences (rows 0-1, 2-4, 5-9).
+    token_ids = np.zeros((10, 4), "int32")
+    token_ids[:, 0] = np.arange(1, 11)
+    starts, counts = np.array([0, 2, 5], "int32"), np.array([2, 3, 5], "int32")
+    document = np.repeat([0, 1, 2], counts)  # the document of each row
+    keras.utils.set_random_seed(0)
+    training = pretraining.document_pairs_dataset(token_ids, starts, counts, batch_size=3, seed=0)
+    held_out = pretraining.held_out_pairs_dataset(token_ids, starts, counts, batch_size=64, seed=0)
+    seen = set()
+    # `fit` draws every epoch from one iterator of the repeated dataset (`applications.common.training._one_iterator`).
+    for pairs, labels in [*training.repeat().take(200), *held_out]:
+        np.testing.assert_array_equal(labels, np.arange(3))
+        anchors, positives = pairs["anchor"][:, 0].numpy() - 1, pairs["positive"][:, 0].numpy() - 1
+        assert (anchors != positives).all()
+        np.testing.assert_array_equal(document[anchors], document[positives])
+        seen.update(zip(anchors.tolist(), positives.tolist()))
+    # New pairs every epoch: all ordered pairs of different sentences of a document, 2 + 6 + 20.
+    assert len(seen) == 28
+
+
+def test_symmetric_contrastive_loss_matches_numpy():
+    logits = np.array([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [-0.4, 0.9, 0.2]], "float32")
+
+    def cross_entropy(rows):  # of picking the diagonal, row by row
+        return np.log(np.exp(rows).sum(axis=1)) - np.diag(rows)
+
+    expected = (cross_entropy(logits) + cross_entropy(logits.T)) / 2
+    result = pretraining.symmetric_contrastive_loss(np.arange(3), logits)
+    np.testing.assert_allclose(np.array(result), expected, rtol=1e-5)
+
+
+def test_same_document_bad_corpora_are_one_line_errors(capsys, tmp_path):
+    pretrain = ["pretrain", "text", "--objective", "same-document", "--output", tmp_path / "run", "--quiet", *TINY]
+    (tmp_path / "sentences.txt").write_text("".join(f"sentence number {i}\n" for i in range(50)))
+    status, _, err = run_cli(capsys, *pretrain, "--corpus", tmp_path / "sentences.txt")
+    one_line_error(status, err, "holds 1 document(s) of two sentences or more")
+    (tmp_path / "few.txt").write_text("".join(f"first of {i}\nsecond of {i}\n\n" for i in range(10)))
+    status, _, err = run_cli(capsys, *pretrain, "--corpus", tmp_path / "few.txt")
+    one_line_error(status, err, "fewer than a batch (64)")
+    status, _, err = run_cli(capsys, *pretrain, "--corpus", tmp_path / "few.txt", "--max-sentences", "5")
+    one_line_error(status, err, "--max-sentences")
+    assert not (tmp_path / "run").exists()
