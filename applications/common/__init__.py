@@ -18,9 +18,9 @@ a user's mistake as one line, `PROG: error: MESSAGE`.
 trains the text classifier's encoder on unlabeled text (as a masked
 language model, or to tell which sentences share a document) and writes a
 run folder whose settings.json has `"task": "text-pretraining"`;
-`finetune text-classification --from
-THAT_RUN` starts a new classifier (new head, `--ensemble-size` members)
-from its tokenizer, embedding and encoder blocks.
+`finetune text-classification --from THAT_RUN` starts a new classifier
+(new head, `--ensemble-size` members) from its tokenizer, embedding and
+encoder blocks.
 
 Exit status: 0 success; 1 a `UserError` (printed as ONE line on stderr:
 `keras-attention: error: MESSAGE`, no traceback); 2 bad flags (one line,
