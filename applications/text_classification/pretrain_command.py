@@ -36,7 +36,7 @@ def add_arguments(parser):
     parser.add_argument("--from", dest="from_run", metavar="RUN",
                         help="continue the encoder of this pretraining run (its vocabulary, sizes and weights) on "
                         "--corpus: adaptive pretraining on a task's own texts")
-    parser.add_argument("--epochs", type=positive_int, help="training epochs (default: 5 for masked-lm; 10 for same-document, "
+    parser.add_argument("--epochs", type=positive_int, help="training epochs (default: 5 for masked-lm; 25 for same-document, "
                         "one pair of sentences from each document an epoch)")
     parser.add_argument("--batch-size", type=positive_int, help="sentences (same-document: documents) per batch (default: 64)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

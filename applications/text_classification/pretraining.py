@@ -69,8 +69,10 @@ OBJECTIVES = ("masked-lm", "same-document")
 # What `metrics.json` calls each objective's held-out accuracy and loss (`*_accuracy`, `*_loss`).
 METRIC_NAMES = {"masked-lm": "masked_token", "same-document": "same_document"}
 # Epochs by default: passes over the sentences (masked-lm), or over the documents, one pair of
-# sentences of each a pass (same-document).
-DEFAULT_EPOCHS = {"masked-lm": 5, "same-document": 10}
+# sentences of each a pass (same-document). Same-document from the IMDB masked-lm encoder, SST-2
+# validation slice, seeds 0-2, full fine-tuning: 78.47% without it, 80.25% after 10 epochs,
+# 81.70% after 25 (held-out pairing still rising: 11% after 10, 16% after 25).
+DEFAULT_EPOCHS = {"masked-lm": 5, "same-document": 25}
 # The settings a classifier started from the encoder takes from the pretraining run.
 ENCODER_SETTINGS = ("vocabulary_size", "sequence_length", "lowercase", "hidden_dim", "num_layers",
                     "num_heads", "intermediate_dim")
