@@ -305,3 +305,10 @@ def test_same_document_bad_corpora_are_one_line_errors(capsys, tmp_path):
     status, _, err = run_cli(capsys, *pretrain, "--corpus", tmp_path / "few.txt", "--max-sentences", "5")
     one_line_error(status, err, "--max-sentences")
     assert not (tmp_path / "run").exists()
+
+
+def test_split_held_out_keeps_a_minimum_aside_and_one_to_fit():
+    fit_part, held_out = pretraining.split_held_out(list(range(66)), 0.02, seed=0, minimum=2)
+    assert len(held_out) == 2 and sorted(fit_part + held_out) == list(range(66))
+    fit_part, held_out = pretraining.split_held_out(list(range(2)), 0.5, seed=0, minimum=2)
+    assert (len(fit_part), len(held_out)) == (1, 1)
