@@ -170,12 +170,8 @@ def run_all(args, work):
 
     sizes = {key: getattr(args, key) for key in ENCODER_SIZES if getattr(args, key) is not None}
     if args.pretrained:
-        # A pretraining run of this script's settings, reused: its own timing (fit and
-        # preparation, from metrics.json); CPU time and load were not recorded.
         pretrain_run = Path(args.pretrained)
-        metrics = json.loads((pretrain_run / "metrics.json").read_text())
-        pretrained = {"metrics": metrics, "wall": metrics["training_seconds"] + metrics["preparation_seconds"],
-                      "cpu": None, "load": None, "reused": str(pretrain_run)}
+        pretrained = reused_run(pretrain_run)
     else:
         corpus = (imdb_corpus if args.corpus == "imdb" else corpus_files)(work)
         pretrain_run = work / "pretrained"
@@ -192,7 +188,14 @@ def run_all(args, work):
     pretrained["objective"] = run_settings.get("objective", "masked-lm")
     print(json.dumps(pretrained), flush=True)
     same_document = None
-    if args.same_document_epochs:
+    if args.same_document:
+        same_document = reused_run(Path(args.same_document))
+        base = json.loads((Path(args.same_document) / "settings.json").read_text()).get("from")
+        if base != str(pretrain_run):
+            sys.exit(f"--same-document {args.same_document}: that run continued {base}, not step 1's "
+                     f"{pretrain_run}; pass --pretrained {base}.")
+        pretrain_run = Path(args.same_document)
+    elif args.same_document_epochs:
         # Step 1b: the encoder of step 1 goes on to tell which sentences share a review.
         documents = imdb_documents(work)
         tune_from = work / "same-document"
@@ -223,6 +226,14 @@ def run_all(args, work):
     return pretrained, same_document, runs
 
 
+def reused_run(run):
+    """A pretraining run made earlier, reused: its own timing (fit and preparation, from
+    metrics.json); CPU time and load were not recorded."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {"metrics": metrics, "wall": metrics["training_seconds"] + metrics["preparation_seconds"],
+            "cpu": None, "load": None, "reused": str(run)}
+
+
 def mean(values):
     return sum(values) / len(values)
 
@@ -247,6 +258,9 @@ def write_results(args, pretrained, same_document, runs, total):
     if pretrained.get("from"):
         reused += (f" That run continued the encoder of `{pretrained['from']}` (`pretrain text --from`, "
                    "the same corpus): its epochs and times below are the continuation's alone.")
+    if same_document and same_document.get("reused"):
+        reused += (f" Step 1b reused from `{same_document['reused']}` (made earlier by this script's step 1b "
+                   "from that step-1 run): its wall time is its own fit + preparation time.")
     targets = [
         ("(a) pretrained + full fine-tuning beats scratch by >= 2 points", f"{gain * 100:+.2f} points",
          gain >= PRETRAIN_TARGET),
@@ -267,8 +281,11 @@ def write_results(args, pretrained, same_document, runs, total):
         f"(`--ensemble-size {args.ensemble_size}`; the recipe's default is an 8-member ensemble, "
         "about 12 minutes a run on this machine, too slow for this comparison), the recipe's "
         f"settings otherwise, peak learning rate {args.learning_rate:g} for scratch and full fine-tuning "
-        f"and {args.lora_learning_rate:g} for LoRA (chosen on the validation slice: at 1e-3 LoRA "
-        "reached 58% there after 4 epochs), LoRA of rank 8 on "
+        f"and {args.lora_learning_rate:g} for LoRA ("
+        + ("chosen on the validation slice: at 1e-3 LoRA reached 58% there after 4 epochs from the "
+           "first, captions-only encoder" if args.lora_learning_rate == 5e-3 else
+           "chosen on the validation slice from this encoder, seeds 0-2: see docs/guide/finetuning.md")
+        + "), LoRA of rank 8 on "
         f"`{' '.join(LORA_TARGETS)}` (`--lora-targets`) and the head in full, at most "
         f"{args.epochs} epochs with early stopping (patience 3, best weights restored), "
         f"seeds {', '.join(map(str, args.seeds))}. "
@@ -334,7 +351,8 @@ def write_results(args, pretrained, same_document, runs, total):
         "lora_learning_rate": args.lora_learning_rate, "lora_targets": LORA_TARGETS,
         "pretrained": args.pretrained, "corpus": args.corpus,
         "epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs,
-        "same_document_epochs": args.same_document_epochs, "seeds": args.seeds,
+        "same_document_epochs": args.same_document_epochs, "same_document": args.same_document,
+        "seeds": args.seeds,
     }, indent=2, default=str) + "\n")
     print(results.read_text())
 
@@ -389,10 +407,15 @@ def main():
     parser.add_argument("--same-document-epochs", type=int, metavar="N",
                         help="--corpus imdb: step 1b, N epochs of `pretrain text --objective same-document` "
                              "on IMDB's reviews from step 1's encoder, and fine-tune from that (default: none)")
+    parser.add_argument("--same-document", metavar="RUN",
+                        help="reuse this step-1b run (made from the --pretrained run) instead of running step 1b")
     parser.add_argument("--keep", help="keep the run folders here (default: a temporary folder)")
     args = parser.parse_args()
-    if args.same_document_epochs and args.corpus != "imdb":
-        parser.error("--same-document-epochs needs --corpus imdb: the shared corpus has no documents")
+    if (args.same_document_epochs or args.same_document) and args.corpus != "imdb":
+        parser.error("--same-document-epochs and --same-document need --corpus imdb: the shared corpus has no "
+                     "documents")
+    if args.same_document and not args.pretrained:
+        parser.error("--same-document needs --pretrained, the run it continued")
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="finetuning-benchmark-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
