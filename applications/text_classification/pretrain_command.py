@@ -7,9 +7,9 @@
 
 The corpus is plain or gzip UTF-8 text, one sentence a line, a blank line between documents.
 The run folder holds the encoder (`model.keras`, strings to hidden states, tokenizer inside),
-the vocabulary, the history and the objective's held-out accuracy. `pretrain` is not `VERB APPLICATION`: `cli.py` hands
-`keras-attention pretrain ...` to `main(argv)` here (`applications.cli.TOOLS`). See
-`pretraining.py`.
+the vocabulary, the history and the objective's held-out accuracy. `pretrain` is not `VERB
+APPLICATION`: `cli.py` hands `keras-attention pretrain ...` to `main(argv)` here
+(`applications.cli.TOOLS`). See `pretraining.py`.
 """
 
 import sys
@@ -27,7 +27,8 @@ def add_arguments(parser):
     parser.add_argument("kind", choices=("text",),
                         help="what to pretrain: text (the text-classification encoder)")
     parser.add_argument("--corpus", nargs="+", required=True, metavar="FILE",
-                        help="plain or .gz UTF-8 text files, one sentence a line, a blank line between documents")
+                        help="plain or .gz UTF-8 text files, one sentence a line, a blank line between "
+                        "documents")
     parser.add_argument("--objective", choices=("masked-lm", "same-document"),
                         help="masked-lm: recover masked pieces of every sentence (default); same-document: "
                         "pick, among a batch, the sentence from the same document (documents of 2 or more "
@@ -36,9 +37,11 @@ def add_arguments(parser):
     parser.add_argument("--from", dest="from_run", metavar="RUN",
                         help="continue the encoder of this pretraining run (its vocabulary, sizes and weights) on "
                         "--corpus: adaptive pretraining on a task's own texts")
-    parser.add_argument("--epochs", type=positive_int, help="training epochs (default: 5 for masked-lm; 25 for same-document, "
-                        "one pair of sentences from each document an epoch)")
-    parser.add_argument("--batch-size", type=positive_int, help="sentences (same-document: documents) per batch (default: 64)")
+    parser.add_argument("--epochs", type=positive_int,
+                        help="training epochs (default: 5 for masked-lm; 25 for same-document, one pair of "
+                        "sentences from each document an epoch)")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="sentences (same-document: documents) per batch (default: 64)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--max-sentences", type=positive_int, metavar="N",
                         help="masked-lm: pretrain on a seeded sample of N sentences")
