@@ -186,7 +186,6 @@ def run_all(args, work):
                      "leave the flag out or pass that run's value.")
     pretrained["encoder"] = {key: run_settings[key] for key in ENCODER_SIZES}
     pretrained["from"] = run_settings.get("from")  # A run that continued another (`pretrain text --from`).
-    pretrained["objective"] = run_settings.get("objective", "masked-lm")
     print(json.dumps(pretrained), flush=True)
     same_document = None
     if args.same_document:
@@ -352,7 +351,7 @@ def write_results(args, pretrained, same_document, runs, total):
         "lora_learning_rate": args.lora_learning_rate, "lora_targets": LORA_TARGETS,
         "pretrained": args.pretrained, "corpus": args.corpus,
         "epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs,
-        "same_document_epochs": args.same_document_epochs, "same_document": args.same_document,
+        "same_document_epochs": args.same_document_epochs, "same_document_run": args.same_document,
         "seeds": args.seeds,
     }, indent=2, default=str) + "\n")
     print(results.read_text())
@@ -363,10 +362,11 @@ def _pretraining_row(step, stage, corpus, encoder):
     from applications.text_classification import pretraining
 
     m = stage["metrics"]
-    name = pretraining.METRIC_NAMES[m.get("objective", "masked-lm")]
+    objective = m.get("objective", "masked-lm")  # Runs made before the objectives record none.
+    name = pretraining.METRIC_NAMES[objective]
     units = (f"{m['train_sentences']:,} in {m['train_documents']:,} reviews (+{m['validation_documents']} "
              "held out)" if "train_documents" in m else f"{m['train_sentences']:,} (+{m['validation_sentences']} held out)")
-    return (f"| {step} | {m.get('objective', 'masked-lm')} | {corpus} | {units} | {m['vocabulary_size']:,} | "
+    return (f"| {step} | {objective} | {corpus} | {units} | {m['vocabulary_size']:,} | "
             f"{encoder['hidden_dim']} wide, {encoder['num_layers']} blocks, feed-forward {encoder['intermediate_dim']} | "
             f"{m['encoder_parameters']:,} | {m['epochs_run']} | {m[name + '_accuracy_before']:.2%} -> "
             f"{m[name + '_accuracy']:.2%} | {m[name + '_loss_before']:.3f} -> {m[name + '_loss']:.3f} | "
